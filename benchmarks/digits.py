@@ -1,0 +1,86 @@
+"""The offline default benchmark: scikit-learn's handwritten digits split into class-pair tasks.
+
+Real data (1,797 8×8 greyscale scans from the UCI optical-recognition set) that ships inside
+scikit-learn, so it runs with no download, in seconds, on any machine. Tasks are the class
+pairs (0,1), (2,3), …, (8,9), each with local labels 0/1 and its own head, in the style of
+Split-MNIST (Zenke et al., ICML 2017), the smallest task-incremental benchmark in common use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from clbench.benchmark import Benchmark, BenchmarkConfig, TaskData
+from clbench.config import check
+
+if TYPE_CHECKING:
+    from torch import nn
+
+SPLIT_SEED = 0  # fixed: the data split never depends on the run's seed
+
+
+@dataclass(frozen=True)
+class DigitsConfig(BenchmarkConfig):
+    classes_per_task: int = 2
+    test_fraction: float = 0.25  # per class, held out for test
+    valid_fraction: float = 0.15  # per class, of what remains, for validation (goal checks)
+
+    def __post_init__(self) -> None:
+        check(self.classes_per_task in (2, 5), "digits", "classes_per_task", "2 or 5", self.classes_per_task)
+        check(0 < self.test_fraction < 1, "digits", "test_fraction", "in (0, 1)", self.test_fraction)
+        check(0 < self.valid_fraction < 1, "digits", "valid_fraction", "in (0, 1)", self.valid_fraction)
+
+
+class Digits(Benchmark):
+    """Offline default: scikit-learn digits as 5 class-pair tasks (no download, seconds on CPU)."""
+
+    name = "digits"
+    Config = DigitsConfig
+    # Small recipes sized for a 2-core CPU; every run of the default finishes well under 2 minutes.
+    recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "default": {"*": {"epochs": 4, "lr": 0.05, "batch_size": 32}},
+        "tiny": {"*": {"epochs": 1, "lr": 0.05, "batch_size": 64}},
+    }
+
+    def load_tasks(self) -> list[TaskData]:
+        import numpy as np
+        from sklearn.datasets import load_digits
+
+        from clbench.datasets.tensors import TensorTaskDataset
+
+        cfg: DigitsConfig = self.config  # type: ignore[assignment]
+        digits = load_digits()
+        images = (digits.images / 16.0).astype(np.float32)[:, None]  # N×1×8×8 in [0, 1]
+        labels = digits.target.astype(np.int64)
+        rng = np.random.default_rng(SPLIT_SEED)
+        k = cfg.classes_per_task
+        tasks = []
+        for first in range(0, 10, k):
+            classes = list(range(first, first + k))
+            split: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
+            for c in classes:
+                idx = rng.permutation(np.flatnonzero(labels == c))
+                n_test = round(len(idx) * cfg.test_fraction)
+                n_valid = round((len(idx) - n_test) * cfg.valid_fraction)
+                split["test"] += idx[:n_test].tolist()
+                split["valid"] += idx[n_test : n_test + n_valid].tolist()
+                split["train"] += idx[n_test + n_valid :].tolist()
+            train_x = images[split["train"]]
+            mean, std = float(train_x.mean()), float(train_x.std())  # per-task normalisation
+            datasets = {
+                name: TensorTaskDataset((images[ids] - mean) / std, labels[ids] - first) for name, ids in split.items()
+            }
+            tasks.append(
+                TaskData(
+                    name="digits_" + "".join(map(str, classes)),
+                    class_names=[str(c) for c in classes],
+                    **datasets,
+                )
+            )
+        return tasks
+
+    def backbone(self, width: float = 1.0) -> nn.Module:
+        from clbench.nn.backbones import digits_cnn
+
+        return digits_cnn(width)

@@ -1,0 +1,70 @@
+"""Benchmark API: a benchmark yields its tasks' data, a backbone factory and default recipes.
+
+Importing this module is cheap (no torch): benchmark classes are registered for
+``clbench list`` without loading any data or framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Options every benchmark understands."""
+
+    data_root: str | None = None  # where the benchmark's data lives (None: the benchmark's default)
+
+
+@dataclass
+class TaskData:
+    """One task: its name, its classes and its three splits.
+
+    Each split is a torch ``Dataset`` yielding ``(image_tensor, local_label)`` with a ``targets``
+    list of local labels ``0..len(class_names)-1`` (one head per task, as in the CPG code).
+    ``valid`` is carved from the training data: goal checks and model choices use it, never ``test``.
+    """
+
+    name: str
+    class_names: Sequence[str]
+    train: Dataset[Any]
+    valid: Dataset[Any]
+    test: Dataset[Any]
+    metric: str = "accuracy"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class Benchmark:
+    """Base class of every benchmark definition.
+
+    Subclasses set ``name`` (the registry key), a one-line ``description``, optionally a
+    ``Config`` dataclass (subclass :class:`BenchmarkConfig`) and ``recipes``:
+    ``{recipe_name: {strategy_name_or_"*": {config_field: value}}}``. The ``"*"`` entry applies to
+    every strategy whose config has those fields; a strategy's own entry must match its fields.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[BenchmarkConfig]] = BenchmarkConfig
+    recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {"default": {}}
+    default_recipe: ClassVar[str] = "default"
+
+    def __init__(self, config: BenchmarkConfig) -> None:
+        self.config = config
+
+    def load_tasks(self) -> list[TaskData]:
+        """Load (or build) every task's data, in task order."""
+        raise NotImplementedError
+
+    def backbone(self, width: float = 1.0) -> nn.Module:
+        """A plain feature extractor with an ``out_features`` attribute; ``width`` scales channels."""
+        raise NotImplementedError

@@ -1,0 +1,320 @@
+"""The ``clbench`` command line: ``run``, ``list`` and ``table``.
+
+Parsing is two-phase (as in timm, FACIL, Mammoth): the first pass finds the strategy, the
+benchmark and plugin files; the second adds ``--<strategy>.<field>`` and
+``--<benchmark>.<field>`` flags derived from their ``Config`` dataclasses. ``--help`` and
+``list`` never import torch or avalanche.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clbench import __version__
+from clbench import config as cfg
+from clbench.errors import ClbenchError, UsageError
+
+DEFAULT_STRATEGY = "finetune"
+DEFAULT_BENCHMARK = "digits"
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _top_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    command, rest = argv[0], argv[1:]
+    handlers = {"run": _cmd_run, "list": _cmd_list, "table": _cmd_table}
+    if command not in handlers:
+        parser.parse_args(argv)  # prints help/version or the "invalid choice" error
+        return 0
+    try:
+        return handlers[command](rest)
+    except ClbenchError as exc:
+        print(f"clbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("clbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clbench",
+        description="Benchmark suite for task-incremental, parameter-isolation continual learning.",
+        epilog="Run `clbench run --help` (with --strategy/--benchmark) to see their options.",
+    )
+    parser.add_argument("--version", action="version", version=f"clbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="run a strategy on a benchmark and write a results directory")
+    sub.add_parser("list", help="list strategies, benchmarks or plugins")
+    sub.add_parser("table", help="print a Markdown comparison of run directories")
+    return parser
+
+
+# ------------------------------------------------------------------------------ list
+def _cmd_list(args: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="clbench list", description="List what the installed plugins provide.")
+    parser.add_argument("what", nargs="?", choices=("strategies", "benchmarks", "plugins"), default=None)
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE", help="also load this plugin file")
+    ns = parser.parse_args(args)
+    from clbench.manager import load_plugins
+
+    plugins = load_plugins(files=ns.plugin)
+    sections = [ns.what] if ns.what else ["strategies", "benchmarks", "plugins"]
+    for i, section in enumerate(sections):
+        if len(sections) > 1:
+            print(("\n" if i else "") + f"{section}:")
+        if section == "plugins":
+            rows = [(p.name, p.version, ", ".join(p.hooks), p.provider) for p in plugins.info()]
+            print(_columns(("name", "version", "hooks", "provider"), rows))
+        else:
+            registry = plugins.strategies if section == "strategies" else plugins.benchmarks
+            rows = [(e.name, e.description, e.provider) for e in registry]
+            print(_columns(("name", "description", "provider"), rows))
+    return 0
+
+
+def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- table
+def _cmd_table(args: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="clbench table", description="Compare finished runs.")
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--format", choices=("md", "csv"), default="md")
+    ns = parser.parse_args(args)
+    from clbench import results
+
+    table = results.comparison_table(ns.run_dirs)
+    print(results.to_markdown(table) if ns.format == "md" else table.to_csv(index=False), end="\n")
+    return 0
+
+
+# ------------------------------------------------------------------------------- run
+def _phase_one_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--strategy")
+    parser.add_argument("--benchmark")
+    parser.add_argument("-c", "--config", type=Path)
+    parser.add_argument("--plugin", action="append", default=[])
+    return parser
+
+
+def _cmd_run(args: Sequence[str]) -> int:
+    first, _ = _phase_one_parser().parse_known_args(args)
+    file_layers = _read_config_file(first.config) if first.config else {}
+    run_file = file_layers.get("run", {})
+    strategy_name = first.strategy or run_file.get("strategy") or DEFAULT_STRATEGY
+    benchmark_name = first.benchmark or run_file.get("benchmark") or DEFAULT_BENCHMARK
+
+    from clbench.manager import load_plugins
+
+    plugins = load_plugins(files=first.plugin)
+    strategy_cls = plugins.strategies.get(strategy_name)
+    benchmark_cls = plugins.benchmarks.get(benchmark_name)
+    unknown_sections = set(file_layers) - {"run", strategy_name, benchmark_name}
+    if unknown_sections:
+        raise UsageError(
+            f"{first.config}: unknown section(s) {sorted(unknown_sections)}; "
+            f"expected [run], [{strategy_name}] or [{benchmark_name}]"
+        )
+
+    parser = _run_parser(strategy_name, strategy_cls.Config, benchmark_name, benchmark_cls.Config)
+    ns = parser.parse_args(args)
+    run_opts = cfg.resolve(_RunOptions, "run", [run_file, _explicit(ns, "run__")])
+    _setup_logging(run_opts.quiet)
+
+    recipes = benchmark_cls.recipes
+    recipe = run_opts.recipe or benchmark_cls.default_recipe
+    if recipe not in recipes:
+        raise UsageError(f"benchmark {benchmark_name!r} has no recipe {recipe!r}; available: {', '.join(recipes)}")
+    strategy_fields = cfg.fields_of(strategy_cls.Config)
+    common = {k: v for k, v in recipes[recipe].get("*", {}).items() if k in strategy_fields}
+    flags = _explicit(ns, "s__")
+    if run_opts.epochs is not None:
+        if "epochs" not in strategy_fields:
+            raise UsageError(f"strategy {strategy_name!r} has no epochs option")
+        flags.setdefault("epochs", run_opts.epochs)
+    strategy_config = cfg.resolve(
+        strategy_cls.Config,
+        strategy_name,
+        [common, recipes[recipe].get(strategy_name, {}), file_layers.get(strategy_name, {}), flags],
+    )
+    bench_flags = _explicit(ns, "b__")
+    if run_opts.data_root is not None:
+        bench_flags.setdefault("data_root", run_opts.data_root)
+    benchmark_config = cfg.resolve(
+        benchmark_cls.Config, benchmark_name, [file_layers.get(benchmark_name, {}), bench_flags]
+    )
+
+    from clbench.runner import RunSpec, resolved_toml
+
+    spec = RunSpec(
+        strategy=strategy_name,
+        benchmark=benchmark_name,
+        strategy_config=strategy_config,
+        benchmark_config=benchmark_config,
+        recipe=recipe,
+        seed=run_opts.seed,
+        device=run_opts.device,
+        out=Path(run_opts.out) if run_opts.out else None,
+        overwrite=run_opts.overwrite,
+        quiet=run_opts.quiet,
+    )
+    if ns.print_config:
+        print(resolved_toml(spec), end="")
+        return 0
+
+    from clbench import results
+    from clbench.runner import run
+
+    state = run(spec, plugins)
+    metrics = results.load_metrics(state.run_dir)
+    print(results.to_markdown(results.comparison_table([state.run_dir])))
+    print("\nAccuracy matrix (rows: after learning task t; columns: task evaluated), %:\n")
+    matrix = 100 * results.accuracy_matrix(metrics)
+    matrix.index.name = "trained_task"
+    print(matrix.astype(object).where(matrix.notna(), None).to_markdown(floatfmt=".2f", missingval=""))
+    print(f"\nResults in {state.run_dir}")
+    return 0
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """Run-level options (the ``[run]`` section of a config file, or the flags above)."""
+
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None
+    overwrite: bool = False
+    quiet: bool = False
+    recipe: str | None = None
+    epochs: int | None = None
+    data_root: str | None = None
+    strategy: str | None = None
+    benchmark: str | None = None
+
+    def __post_init__(self) -> None:
+        cfg.check(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            "run",
+            "device",
+            "auto, cpu, cuda or cuda:N",
+            self.device,
+        )
+        cfg.check(self.seed >= 0, "run", "seed", ">= 0", self.seed)
+        cfg.check(self.epochs is None or self.epochs >= 0, "run", "epochs", ">= 0", self.epochs)
+
+
+def _run_parser(
+    strategy: str, strategy_config: type, benchmark: str, benchmark_config: type
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clbench run",
+        description=f"Run a strategy on a benchmark (showing options of {strategy!r} on {benchmark!r}).",
+    )
+    S = argparse.SUPPRESS
+    general = parser.add_argument_group("run")
+    general.add_argument("--strategy", default=S, help=f"strategy name (default {DEFAULT_STRATEGY})")
+    general.add_argument("--benchmark", default=S, help=f"benchmark name (default {DEFAULT_BENCHMARK})")
+    general.add_argument("--recipe", dest="run__recipe", default=S, help="the benchmark's named recipe")
+    general.add_argument(
+        "-c", "--config", default=S, metavar="FILE.toml", help="config file ([run], [<strategy>], [<benchmark>])"
+    )
+    general.add_argument(
+        "--plugin", action="append", default=S, metavar="FILE.py", help="load an unpublished plugin file"
+    )
+    general.add_argument("--seed", dest="run__seed", default=S, help="random seed (default 0)")
+    general.add_argument("--device", dest="run__device", default=S, help="auto|cpu|cuda (default auto)")
+    general.add_argument(
+        "--out",
+        dest="run__out",
+        default=S,
+        metavar="DIR",
+        help="results directory (default runs/<benchmark>/<strategy>/<time>-s<seed>)",
+    )
+    general.add_argument(
+        "--overwrite",
+        dest="run__overwrite",
+        action="store_const",
+        const=True,
+        default=S,
+        help="replace results already in --out",
+    )
+    general.add_argument(
+        "--quiet",
+        dest="run__quiet",
+        action="store_const",
+        const=True,
+        default=S,
+        help="no progress bars or info messages",
+    )
+    general.add_argument("--epochs", dest="run__epochs", default=S, help=f"shortcut for --{strategy}.epochs")
+    general.add_argument(
+        "--data-root", dest="run__data_root", default=S, metavar="DIR", help=f"shortcut for --{benchmark}.data-root"
+    )
+    general.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    _add_config_flags(parser, strategy, strategy_config, "s__")
+    _add_config_flags(parser, benchmark, benchmark_config, "b__")
+    return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, section: str, config: type, prefix: str) -> None:
+    group = parser.add_argument_group(section)
+    types_ = cfg.field_types(config)
+    for name, field in cfg.fields_of(config).items():
+        flags = [f"--{section}.{name.replace('_', '-')}"]
+        if "_" in name:
+            flags.append(f"--{section}.{name}")
+        default = field.default if field.default is not dataclasses.MISSING else None
+        group.add_argument(
+            *flags,
+            dest=prefix + name,
+            default=argparse.SUPPRESS,
+            metavar=cfg.type_name(types_[name]).upper(),
+            help=f"default {default!r}",
+        )
+
+
+def _explicit(ns: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in vars(ns).items() if k.startswith(prefix)}
+
+
+def _read_config_file(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: top-level key {section!r} must be a table like [{section}]")
+    return data
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="clbench: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""A plain shared backbone with one head per task: the network of unprotected baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+
+class MultiHeadNet(nn.Module):
+    """Shared backbone (every weight trains on every task) and a new linear head per task.
+
+    It offers the same task interface as the masked network (``begin_task``, ``activate``,
+    ``finish_task``, ``trainable_parameters``) so strategies drive both the same way.
+    """
+
+    def __init__(self, backbone_factory: Callable[[float], nn.Module]) -> None:
+        super().__init__()
+        self.backbone = backbone_factory(1.0)
+        self.heads = nn.ModuleDict()
+        self.active_task = 0
+        self.training_task = 0
+
+    def begin_task(self, task: int, num_classes: int, **_: object) -> None:
+        device = next(self.backbone.parameters()).device
+        self.heads[str(task)] = nn.Linear(self.backbone.out_features, num_classes).to(device)
+        self.training_task = self.active_task = task
+
+    def activate(self, task: int) -> None:
+        if str(task) not in self.heads:
+            raise KeyError(f"task {task} has no head; known tasks: {sorted(map(int, self.heads))}")
+        self.active_task = task
+
+    def finish_task(self) -> None:
+        self.training_task = 0
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.backbone.parameters()
+        yield from self.heads[str(self.training_task)].parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads[str(self.active_task)](self.backbone(x))

@@ -1,0 +1,57 @@
+"""A small typed name registry that refuses duplicates (as torchvision's does, not timm's)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from clbench.errors import RegistryError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    description: str
+    provider: str
+
+
+class Registry(Generic[T]):
+    """Maps snake_case names to registered objects, remembering who registered each."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def add(self, name: str, obj: T, description: str, provider: str) -> None:
+        if not name.isidentifier() or name != name.lower():
+            raise RegistryError(f"{self.kind} name {name!r} from {provider} is not a snake_case identifier")
+        if name in self._entries:
+            first = self._entries[name].provider
+            raise RegistryError(f"{self.kind} {name!r} is registered twice: by {first} and by {provider}")
+        self._entries[name] = Entry(name, obj, description, provider)
+
+    def get(self, name: str) -> T:
+        return self.entry(name).obj
+
+    def entry(self, name: str) -> Entry[T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            available = ", ".join(sorted(self._entries)) or "(none)"
+            raise RegistryError(f"unknown {self.kind} {name!r}; available: {available}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)

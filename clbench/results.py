@@ -1,0 +1,202 @@
+"""The results store: one tidy long table per run and the views derived from it.
+
+``metrics.csv`` is canonical, with exactly the columns in :data:`COLUMNS`. ``trained_task`` is
+the index (from 1) of the last task learned when the evaluation happened; ``eval_task`` the
+task evaluated (for per-task records such as sparsity, the task they describe).
+
+Definitions, with ``R[t, i]`` the accuracy on task i after learning task t and T tasks:
+
+* **mean accuracy** — the unweighted mean over tasks of the final accuracies ``R[T, i]``
+  (the CPG paper's "Avg"; *not* Avalanche's stream accuracy, which pools samples and lets the
+  largest test set dominate);
+* **forgetting** of task i < T — ``max over t in [i, T) of R[t, i] − R[T, i]`` (FACIL / Mammoth:
+  the drop from the best accuracy the task ever had); the reported value is its mean over i < T;
+* **backward transfer (BWT)** — ``mean over i < T of R[T, i] − R[i, i]`` (Lopez-Paz & Ranzato,
+  NeurIPS 2017); negative means forgetting. Parameter isolation gives exactly 0 for both.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clbench.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+COLUMNS = ("run_id", "strategy", "benchmark", "seed", "trained_task", "eval_task", "metric", "value")
+METRICS_FILE = "metrics.csv"
+CONFIG_FILE = "config.toml"
+SUMMARY_FILE = "summary.json"
+ENVIRONMENT_FILE = "environment.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    run_id: str
+    strategy: str
+    benchmark: str
+    seed: int
+
+
+class MetricsWriter:
+    """Accumulates metric rows and rewrites ``metrics.csv`` atomically after each task."""
+
+    def __init__(self, path: Path, key: RunKey, rows: Iterable[dict[str, Any]] = ()) -> None:
+        self.path = path
+        self.key = key
+        self.rows: list[dict[str, Any]] = list(rows)
+
+    def add(self, trained_task: int, eval_task: int, metric: str, value: float) -> dict[str, Any]:
+        row = {
+            "run_id": self.key.run_id,
+            "strategy": self.key.strategy,
+            "benchmark": self.key.benchmark,
+            "seed": self.key.seed,
+            "trained_task": trained_task,
+            "eval_task": eval_task,
+            "metric": metric,
+            "value": float(value),
+        }
+        self.rows.append(row)
+        return row
+
+    def flush(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({**row, "value": repr(row["value"])})
+        atomic_write_text(self.path, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------- loading
+def load_metrics(run_dir: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a clbench run directory: {METRICS_FILE} not found there")
+    frame = pd.read_csv(path)
+    if tuple(frame.columns) != COLUMNS:
+        raise UsageError(f"{path} has columns {list(frame.columns)}, expected {list(COLUMNS)}")
+    return frame
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# ----------------------------------------------------------------------------- views
+def accuracy_matrix(metrics: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """``R[t, i]``: rows = trained_task, columns = eval_task (NaN where i > t)."""
+    rows = metrics[metrics["metric"] == metric]
+    matrix = rows.pivot_table(index="trained_task", columns="eval_task", values="value", aggfunc="mean")
+    return matrix.sort_index().sort_index(axis=1)
+
+
+def final_accuracies(matrix: pd.DataFrame) -> pd.Series:
+    """Accuracy of every task after the last task learned."""
+    return matrix.iloc[-1].dropna() if len(matrix) else matrix.sum()
+
+
+def mean_accuracy(matrix: pd.DataFrame) -> float:
+    final = final_accuracies(matrix)
+    return float(final.mean()) if len(final) else math.nan
+
+
+def forgetting(matrix: pd.DataFrame) -> pd.Series:
+    """Per-task forgetting (see module docstring) for every task but the last."""
+    last = matrix.index.max()
+    values = {}
+    for task in matrix.columns:
+        earlier = matrix.loc[(matrix.index >= task) & (matrix.index < last), task].dropna()
+        if len(earlier):
+            values[task] = float(earlier.max() - matrix.loc[last, task])
+    import pandas as pd
+
+    return pd.Series(values, dtype=float)
+
+
+def backward_transfer(matrix: pd.DataFrame) -> float:
+    last = matrix.index.max()
+    diffs = [
+        matrix.loc[last, task] - matrix.loc[task, task]
+        for task in matrix.columns
+        if task < last and task in matrix.index
+    ]
+    return float(sum(diffs) / len(diffs)) if diffs else math.nan
+
+
+def summarize(metrics: pd.DataFrame) -> dict[str, float]:
+    matrix = accuracy_matrix(metrics)
+    forgets = forgetting(matrix)
+    return {
+        "mean_accuracy": mean_accuracy(matrix),
+        "forgetting": float(forgets.mean()) if len(forgets) else math.nan,
+        "bwt": backward_transfer(matrix),
+        "tasks": float(len(matrix.columns)),
+    }
+
+
+def comparison_table(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    """One row per run: final per-task accuracy (%), mean, forgetting, BWT, size and wall time."""
+    import pandas as pd
+
+    records = []
+    for run_dir in run_dirs:
+        metrics = load_metrics(Path(run_dir))
+        summary = load_summary(Path(run_dir))
+        matrix = accuracy_matrix(metrics)
+        first = metrics.iloc[0]
+        record: dict[str, Any] = {
+            "strategy": first["strategy"],
+            "benchmark": first["benchmark"],
+            "seed": int(first["seed"]),
+        }
+        for task, acc in final_accuracies(matrix).items():
+            record[f"T{int(task)}"] = 100 * acc
+        stats = summarize(metrics)
+        record["mean"] = 100 * stats["mean_accuracy"]
+        record["forgetting"] = 100 * stats["forgetting"]
+        record["bwt"] = 100 * stats["bwt"]
+        size = metrics[metrics["metric"] == "model_size_mb"]
+        if len(size):
+            record["size_mb"] = float(size.sort_values("trained_task")["value"].iloc[-1])
+        if "wall_seconds" in summary:
+            record["wall_s"] = float(summary["wall_seconds"])
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 2) -> str:
+    return frame.to_markdown(index=False, floatfmt=f".{digits}f")

@@ -1,0 +1,202 @@
+"""Strategy API: the per-task lifecycle every method follows, with compact / pick / grow steps.
+
+``learn_task`` runs, for each task in order::
+
+    before_task → pick → train → (grow → train)* → compact → after_task
+
+``pick``, ``grow`` and ``compact`` are no-ops here; parameter-isolation strategies override
+them (PackNet only ``compact``). Training and evaluation run on Avalanche's
+``SupervisedTemplate`` loop (see :mod:`clbench.loop`), imported only when a run starts, so that
+registering and listing strategies stays cheap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from clbench.config import check
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from clbench.benchmark import TaskData
+    from clbench.loop import Loop
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters shared by every gradient-trained strategy."""
+
+    epochs: int = 5  # training epochs per task
+    lr: float = 0.01  # SGD learning rate
+    lr_milestones: tuple[int, ...] = ()  # epochs at which the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 0, "train", "epochs", ">= 0", self.epochs)
+        check(self.lr >= 0, "train", "lr", ">= 0", self.lr)
+        check(self.batch_size >= 1, "train", "batch_size", ">= 1", self.batch_size)
+        check(self.eval_batch_size >= 1, "train", "eval_batch_size", ">= 1", self.eval_batch_size)
+        check(0 <= self.momentum < 1, "train", "momentum", "in [0, 1)", self.momentum)
+        check(self.weight_decay >= 0, "train", "weight_decay", ">= 0", self.weight_decay)
+        check(0 < self.lr_gamma <= 1, "train", "lr_gamma", "in (0, 1]", self.lr_gamma)
+
+
+@dataclass
+class Task:
+    """A task as a strategy sees it: 1-based index, its data and its Avalanche experiences."""
+
+    index: int
+    data: TaskData
+    train_exp: Any
+    valid_exp: Any
+    test_exp: Any
+
+    @property
+    def name(self) -> str:
+        return self.data.name
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+
+@dataclass
+class StrategyContext:
+    """What the runner hands a strategy: device, backbone factory, progress settings."""
+
+    device: torch.device
+    backbone_factory: Callable[[float], nn.Module]
+    num_tasks: int
+    quiet: bool = True
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    train_accuracy: float
+    train_loss: float
+
+
+class Strategy:
+    """Base class of every continual-learning strategy.
+
+    Subclasses set ``name`` (registry key, snake_case), ``description`` (one line) and a
+    ``Config`` dataclass; the CLI derives ``--<name>.<field>`` flags from it.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = TrainConfig
+
+    def __init__(self, config: Any, context: StrategyContext) -> None:
+        self.config = config
+        self.context = context
+        self.model = self.build_model().to(context.device)
+
+    # ----------------------------------------------------------------- model
+    def build_model(self) -> nn.Module:
+        """The network trained over all tasks (default: shared backbone + a head per task)."""
+        from clbench.nn.multihead import MultiHeadNet
+
+        return MultiHeadNet(self.context.backbone_factory)
+
+    # ------------------------------------------------------------- lifecycle
+    def learn_task(self, task: Task) -> None:
+        self.before_task(task)
+        self.pick(task)
+        self.timed("train", self.train, task)
+        while self.timed("grow", self.grow, task):
+            self.timed("train", self.train, task)
+        self.timed("compact", self.compact, task)
+        self.after_task(task)
+
+    def before_task(self, task: Task) -> None:
+        self.model.begin_task(task.index, task.num_classes)
+
+    def pick(self, task: Task) -> None:
+        """Choose which earlier tasks' weights the new task may use (no-op by default)."""
+
+    def grow(self, task: Task) -> bool:
+        """Widen the network when the task missed its goal; return True to train again."""
+        return False
+
+    def compact(self, task: Task) -> None:
+        """Free capacity after training, e.g. by pruning the task's weights (no-op by default)."""
+
+    def after_task(self, task: Task) -> None:
+        self.model.finish_task()
+
+    def task_records(self, task: Task) -> dict[str, float]:
+        """Per-task numbers for the results table besides accuracy (model size by default)."""
+        params = sum(p.numel() for p in self.model.parameters())
+        buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
+        size = sum(p.numel() * p.element_size() for p in self.model.parameters()) + buffers
+        return {"parameters": float(params), "model_size_mb": size / 2**20}
+
+    # -------------------------------------------------------------- training
+    def train(self, task: Task, **overrides: Any) -> FitResult:
+        """Train on ``task`` with the config's schedule (``overrides`` replace config fields)."""
+        from clbench.loop import fit
+
+        cfg = self.config
+        get = overrides.get
+        return fit(
+            self,
+            task,
+            optimizer=self.make_optimizer(get("lr", cfg.lr)),
+            epochs=get("epochs", cfg.epochs),
+            milestones=get("lr_milestones", cfg.lr_milestones),
+            gamma=get("lr_gamma", cfg.lr_gamma),
+            batch_size=cfg.batch_size,
+            phase=get("phase", "train"),
+        )
+
+    def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """A fresh optimizer per phase, so no momentum carries over from an earlier task."""
+        import torch
+
+        cfg = self.config
+        return torch.optim.SGD(
+            list(self.model.trainable_parameters()),
+            lr=lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+
+    # Loop callbacks (Avalanche plugin events), no-ops by default.
+    def after_backward(self, loop: Loop) -> None:
+        """Between ``backward()`` and ``step()``: gate gradients, add manual weight decay."""
+
+    def after_update(self, loop: Loop) -> None:
+        """After ``step()``: re-apply masks, advance pruning schedules."""
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, tasks: Sequence[Task], split: str = "test") -> dict[int, float]:
+        """Accuracy per task index on ``split`` (``"test"`` or ``"valid"``)."""
+        from clbench.loop import evaluate
+
+        return evaluate(self, tasks, split, batch_size=self.config.eval_batch_size)
+
+    # --------------------------------------------------------------- helpers
+    def timed(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            seconds = self.context.phase_seconds
+            seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+def parameters_of(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
+    return [p for m in modules for p in m.parameters()]

@@ -1,0 +1,34 @@
+"""`clbench --help` and `clbench list` must not pay for torch or avalanche (time them in tests/perf)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "avalanche", "pandas", "sklearn")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "plugins"], ["run", "--help"]])
+def test_cheap_commands_import_no_heavy_module(args):
+    code = (
+        "import sys, contextlib, io\n"
+        "from clbench.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try:\n        main({args!r})\n    except SystemExit:\n        pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_mapped_import_names_and_no_generic_top_level_modules(tmp_path):
+    code = (
+        "import importlib.util as u\n"
+        "import clbench, clbench_plugins, clbench_benchmarks, clbench_baselines\n"
+        "print([n for n in ('plugins', 'benchmarks', 'baselines') if u.find_spec(n) is not None])\n"
+    )
+    # Run outside the checkout so the repository folders themselves are not on sys.path.
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
