@@ -8,8 +8,10 @@ from collections.abc import Callable
 import clbench
 from clbench.strategy import Strategy
 from clbench_baselines.finetune import Finetune
+from clbench_baselines.individual import Individual
 
 
 @clbench.hookimpl
 def clbench_register_strategies(register: Callable[[type[Strategy]], None]) -> None:
     register(Finetune)
+    register(Individual)

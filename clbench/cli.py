@@ -185,6 +185,8 @@ def _cmd_run(args: Sequence[str]) -> int:
     state = run(spec, plugins)
     metrics = results.load_metrics(state.run_dir)
     print(results.to_markdown(results.comparison_table([state.run_dir])))
+    print("\nPer task (fractions of all weights; sparsity = share of the task's allocation it released):\n")
+    print(results.task_table(metrics).to_markdown(floatfmt=".4f"))
     print("\nAccuracy matrix (rows: after learning task t; columns: task evaluated), %:\n")
     matrix = 100 * results.accuracy_matrix(metrics)
     matrix.index.name = "trained_task"

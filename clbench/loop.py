@@ -115,14 +115,14 @@ class _StrategyBridge(SupervisedPlugin):
         strategy: Strategy,
         task: Task,
         phase: str,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        schedulers: Sequence[Any],
         progress: tqdm | None,
     ) -> None:
         super().__init__()
         self.strategy = strategy
         self.task = task
         self.phase = phase
-        self.scheduler = scheduler
+        self.schedulers = schedulers
         self.progress = progress
         self.epoch = 0
         self.step = 0
@@ -165,8 +165,8 @@ class _StrategyBridge(SupervisedPlugin):
                 f"phase {self.phase}, epoch {self.epoch}, step {self.step}: lower the learning rate"
             )
         self.last = (acc, loss)
-        if self.scheduler is not None:
-            self.scheduler.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
         if self.progress is not None:
             self.progress.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", acc=f"{acc:.3f}")
 
@@ -182,26 +182,25 @@ def fit(
     strategy: Strategy,
     task: Task,
     *,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Any,
+    schedulers: Sequence[Any],
     epochs: int,
-    milestones: Sequence[int],
-    gamma: float,
     batch_size: int,
     phase: str,
 ) -> FitResult:
-    """Train ``strategy.model`` on ``task`` for ``epochs`` with ``optimizer``."""
-    from clbench.strategy import FitResult
+    """Train ``strategy.model`` on ``task`` for ``epochs`` with ``optimizer``; every scheduler
+    steps once per epoch."""
+    from clbench.strategy import FitResult, iterations_per_epoch
 
     if epochs == 0:
         return FitResult(train_accuracy=math.nan, train_loss=math.nan)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma) if milestones else None
     ctx = strategy.context
-    steps = epochs * (len(task.train_exp.dataset) // batch_size + (len(task.train_exp.dataset) % batch_size > 1))
+    steps = epochs * iterations_per_epoch(len(task.train_exp.dataset), batch_size)
     progress = None
     if not ctx.quiet:
         label = f"task {task.index}/{ctx.num_tasks} {phase}"
         progress = tqdm(total=steps, desc=label, leave=False, dynamic_ncols=True)
-    bridge = _StrategyBridge(strategy, task, phase, scheduler, progress)
+    bridge = _StrategyBridge(strategy, task, phase, schedulers, progress)
     loop = Loop(
         model=TaskRoutedModel(strategy.model),
         optimizer=optimizer,

@@ -198,5 +198,30 @@ def comparison_table(run_dirs: Sequence[Path]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+TASK_COLUMNS = (
+    "sparsity",
+    "owned_fraction",
+    "free_fraction",
+    "picked_fraction",
+    "width_mult",
+    "model_size_mb",
+    "seconds_task",
+)
+
+
+def task_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per task: its accuracy when learned and at the end, and what was recorded when
+    it was learned (those of :data:`TASK_COLUMNS` the strategy reports)."""
+    matrix = accuracy_matrix(metrics)
+    own = metrics[(metrics["eval_task"] == metrics["trained_task"]) & metrics["metric"].isin(TASK_COLUMNS)]
+    records = own.pivot_table(index="eval_task", columns="metric", values="value", aggfunc="mean")
+    table = records.reindex(columns=[c for c in TASK_COLUMNS if c in records.columns])
+    table.insert(0, "final_accuracy", final_accuracies(matrix))
+    table.insert(0, "accuracy_when_learned", [matrix.loc[t, t] for t in table.index])
+    table.index = table.index.astype(int)
+    table.index.name = "task"
+    return table
+
+
 def to_markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     return frame.to_markdown(index=False, floatfmt=f".{digits}f")

@@ -102,6 +102,9 @@ def run(spec: RunSpec, plugins: Plugins) -> RunState:
         device=device,
         backbone_factory=benchmark.backbone,
         num_tasks=len(state.tasks),
+        benchmark=spec.benchmark,
+        run_dir=run_dir,
+        goals_dir=spec.runs_root / "goals",
         quiet=spec.quiet or not sys.stderr.isatty(),
     )
     strategy: Strategy = plugins.strategies.get(spec.strategy)(spec.strategy_config, context)

@@ -13,8 +13,9 @@ registering and listing strategies stays cheap.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from clbench.config import check
@@ -77,8 +78,16 @@ class StrategyContext:
     device: torch.device
     backbone_factory: Callable[[float], nn.Module]
     num_tasks: int
+    benchmark: str = ""
+    run_dir: Path | None = None
+    goals_dir: Path | None = None  # where accuracy-goal files are written and looked up first
     quiet: bool = True
     phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def iterations_per_epoch(samples: int, batch_size: int) -> int:
+    """Training iterations per epoch; a last batch of one sample is dropped (it breaks BatchNorm)."""
+    return samples // batch_size + (samples % batch_size > 1)
 
 
 @dataclass
@@ -146,19 +155,27 @@ class Strategy:
     # -------------------------------------------------------------- training
     def train(self, task: Task, **overrides: Any) -> FitResult:
         """Train on ``task`` with the config's schedule (``overrides`` replace config fields)."""
-        from clbench.loop import fit
+        import torch
 
         cfg = self.config
         get = overrides.get
+        optimizer = self.make_optimizer(get("lr", cfg.lr))
+        milestones = list(get("lr_milestones", cfg.lr_milestones))
+        schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, get("lr_gamma", cfg.lr_gamma))]
+        return self.fit(task, optimizer, schedulers, get("epochs", cfg.epochs), phase=get("phase", "train"))
+
+    def fit(self, task: Task, optimizer: Any, schedulers: Sequence[Any], epochs: int, phase: str) -> FitResult:
+        """Run ``epochs`` of Avalanche's training loop; schedulers step once per epoch."""
+        from clbench.loop import fit
+
         return fit(
             self,
             task,
-            optimizer=self.make_optimizer(get("lr", cfg.lr)),
-            epochs=get("epochs", cfg.epochs),
-            milestones=get("lr_milestones", cfg.lr_milestones),
-            gamma=get("lr_gamma", cfg.lr_gamma),
-            batch_size=cfg.batch_size,
-            phase=get("phase", "train"),
+            optimizer=optimizer,
+            schedulers=schedulers,
+            epochs=epochs,
+            batch_size=self.config.batch_size,
+            phase=phase,
         )
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
@@ -196,7 +213,3 @@ class Strategy:
         finally:
             seconds = self.context.phase_seconds
             seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
-
-
-def parameters_of(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
-    return [p for m in modules for p in m.parameters()]

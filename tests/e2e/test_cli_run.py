@@ -21,7 +21,13 @@ def test_run_writes_its_files(finished_run):
     for name in ("config.toml", "environment.json", "metrics.csv", "summary.json", "summary.md"):
         assert (finished_run / name).is_file(), name
     config = tomllib.loads((finished_run / "config.toml").read_text())
-    assert config["run"] == {"strategy": "finetune", "benchmark": "digits", "recipe": "tiny", "seed": 1, "device": "auto"}
+    assert config["run"] == {
+        "strategy": "finetune",
+        "benchmark": "digits",
+        "recipe": "tiny",
+        "seed": 1,
+        "device": "auto",
+    }
     assert config["finetune"]["epochs"] == 2 and config["finetune"]["batch_size"] == 64
 
 
@@ -63,7 +69,7 @@ def test_config_file_feeds_back(finished_run, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "--strategy", "nope"], "unknown strategy 'nope'; available: finetune"),
+        (["run", "--strategy", "nope"], "unknown strategy 'nope'; available: cpg, finetune, individual, packnet, pae"),
         (["run", "--benchmark", "nope"], "unknown benchmark 'nope'; available: digits"),
         (["run", "--finetune.lr", "fast"], "finetune.lr: expected float, got 'fast'"),
         (["run", "--epochs", "-3"], "run.epochs must be >= 0"),

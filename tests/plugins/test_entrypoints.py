@@ -84,7 +84,10 @@ def test_installed_example_package_is_discovered_and_listed(tmp_path):
     fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example"})
     out = subprocess.run(
         [sys.executable, "-m", "clbench.cli", "list", "strategies"],
-        env=_env_with(tmp_path), capture_output=True, text=True, check=True,
+        env=_env_with(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("feature_extraction"))
     assert "clbench-example 0.1.0 (entry point example)" in line
@@ -104,9 +107,25 @@ def test_example_plugin_runs_end_to_end_through_clbench_run(tmp_path):
     fake_distribution(tmp_path / "site", "clbench-example", "0.1.0", {"example": "clbench_example"})
     out_dir = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "clbench.cli", "run", "--strategy", "feature_extraction", "--recipe", "tiny",
-         "--feature_extraction.head-lr", "0.2", "--out", str(out_dir), "--quiet"],
-        env=_env_with(tmp_path / "site"), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "clbench.cli",
+            "run",
+            "--strategy",
+            "feature_extraction",
+            "--recipe",
+            "tiny",
+            "--feature_extraction.head-lr",
+            "0.2",
+            "--out",
+            str(out_dir),
+            "--quiet",
+        ],
+        env=_env_with(tmp_path / "site"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "feature_extraction" in proc.stdout

@@ -23,7 +23,9 @@ class Example:
 
 
 def test_layers_later_wins_and_strings_are_parsed():
-    out = cfg.resolve(Example, "ex", [{"epochs": 5}, {"epochs": "7", "lr": "1e-3", "flag": "true", "stages": "0.5,0.9"}])
+    out = cfg.resolve(
+        Example, "ex", [{"epochs": 5}, {"epochs": "7", "lr": "1e-3", "flag": "true", "stages": "0.5,0.9"}]
+    )
     assert out == Example(epochs=7, lr=1e-3, flag=True, stages=(0.5, 0.9))
 
 
@@ -34,8 +36,14 @@ def test_unknown_key_names_the_key_and_valid_ones():
 
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
-    [("epochs", "three", "int"), ("epochs", 2.5, "int"), ("lr", "fast", "float"), ("flag", "maybe", "bool"),
-     ("epochs", True, "int"), ("lr", "nan", "float")],
+    [
+        ("epochs", "three", "int"),
+        ("epochs", 2.5, "int"),
+        ("lr", "fast", "float"),
+        ("flag", "maybe", "bool"),
+        ("epochs", True, "int"),
+        ("lr", "nan", "float"),
+    ],
 )
 def test_bad_values_name_field_and_type(key, value, expected):
     with pytest.raises(UsageError, match=rf"ex\.{key}: expected {expected}"):

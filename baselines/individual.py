@@ -1,0 +1,104 @@
+"""Individual models: one network per task, trained from scratch: the accuracy goals.
+
+The CPG recipe's goals (``baseline_cifar100.sh``, ALGORITHMS.md §1.9): every task gets its own
+VGG16-BN trained from scratch with the same schedule as CPG's finetune phase (lr 1e-2, 100
+epochs, ×0.1 at 50 and 80). The run writes ``goals.csv`` (task, goal, source; goal = the
+task's validation accuracy) into its run directory and publishes it as
+``runs/goals/<benchmark>.csv``, where PAE and CPG look first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from clbench.isolation import write_goals
+from clbench.strategy import Strategy, Task, TrainConfig
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndividualConfig(TrainConfig):
+    epochs: int = 100  # baseline_cifar100.sh: 100 epochs
+    lr: float = 1e-2  # baseline_cifar100.sh: lr 1e-2
+    lr_milestones: tuple[int, ...] = (50, 80)  # CPG main L431-436
+    batch_size: int = 32
+    eval_batch_size: int = 100
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+
+
+def _separate_networks(factory: Callable[[float], nn.Module]) -> nn.Module:
+    from torch import nn
+
+    from clbench.nn.multihead import MultiHeadNet
+
+    class SeparateNetworks(nn.Module):
+        """One MultiHeadNet per task; ``activate(k)`` routes the forward pass to network k."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.nets = nn.ModuleDict()
+            self.active_task = self.training_task = 0
+
+        def begin_task(self, task: int, num_classes: int, **_: object) -> None:
+            net = MultiHeadNet(factory).to(next(iter(self.parameters()), _cpu()).device)
+            net.begin_task(task, num_classes)
+            self.nets[str(task)] = net
+            self.active_task = self.training_task = task
+
+        def activate(self, task: int) -> None:
+            self.nets[str(task)].activate(task)
+            self.active_task = task
+
+        def finish_task(self) -> None:
+            self.nets[str(self.training_task)].finish_task()
+            self.training_task = 0
+
+        def trainable_parameters(self) -> Iterator[nn.Parameter]:
+            return self.nets[str(self.training_task)].trainable_parameters()
+
+        def forward(self, x: Any) -> Any:
+            return self.nets[str(self.active_task)](x)
+
+    return SeparateNetworks()
+
+
+def _cpu() -> Any:
+    import torch
+
+    return torch.zeros(())
+
+
+class Individual(Strategy):
+    """One network per task, from scratch (upper reference; writes the accuracy goals)."""
+
+    name = "individual"
+    Config = IndividualConfig
+
+    def build_model(self) -> nn.Module:
+        return _separate_networks(self.context.backbone_factory)
+
+    def before_task(self, task: Task) -> None:
+        super().before_task(task)
+        self.model.to(self.context.device)
+
+    def after_task(self, task: Task) -> None:
+        super().after_task(task)
+        self._goals = getattr(self, "_goals", {})
+        self._goals[task.name] = self.evaluate([task], "valid")[task.index]
+        ctx = self.context
+        source = f"individual run {ctx.run_dir.name if ctx.run_dir else '?'}"
+        if ctx.run_dir is not None:
+            write_goals(ctx.run_dir / "goals.csv", self._goals, source)
+        if ctx.goals_dir is not None and task.index == ctx.num_tasks:
+            target = ctx.goals_dir / f"{ctx.benchmark}.csv"
+            write_goals(target, self._goals, source)
+            log.info("accuracy goals for %s written to %s", ctx.benchmark, target)

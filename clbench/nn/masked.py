@@ -1,0 +1,1035 @@
+"""The masked-module substrate shared by PackNet, PAE and CPG (ALGORITHMS.md §1-§3).
+
+One weight tensor per layer is shared by all tasks; a uint8 ``owner`` mask of the same shape
+says which task owns each weight (0 = free, k = task k, tasks numbered from 1). Task k computes
+with ``W_k = weight * M_k`` where ``M_k`` is 1 on its own weights, its pick mask on earlier tasks'
+weights, and 0 elsewhere. BatchNorm, PReLU, biases and heads are copied per task. The three
+methods differ only in configuration:
+
+============  =====================  ==============  =================================
+strategy      ``begin_task(pick=)``  ``expand``      ``prune``
+============  =====================  ==============  =================================
+PackNet       ``"all"``              never           once, fixed fraction
+PAE           ``"all"``              up to ×2.0      gradually, ``cubic_sparsity``
+CPG           ``"learn"``            up to ×1.5      gradually, ``cubic_sparsity``
+============  =====================  ==============  =================================
+
+Training protocol for task ``t`` (one fresh optimizer pair per task, so no momentum or Adam
+state can carry over to weights owned by earlier tasks)::
+
+    net.begin_task(t, num_classes, pick="learn")
+    sgd = SGD(net.trainable_parameters(), lr, momentum=0.9, nesterov=True, weight_decay=0.0)
+    adam = Adam(net.pick_parameters(), lr_mask)          # skip when the list is empty
+    for x, y in loader:
+        loss = F.cross_entropy(net(x), y)
+        sgd.zero_grad(); adam.zero_grad(); loss.backward()
+        net.gate_gradients(weight_decay=4e-5)            # manual decay, then freeze (§1.4)
+        sgd.step(); adam.step()
+        net.zero_released()                              # keep pruned weights at zero
+        net.prune(cubic_sparsity(step, 0.0, 0.5, s0, s1))  # when the schedule says so
+    net.finish_task()                                    # task t's outputs are now final
+    net.activate(k); net.eval(); net(x)                  # evaluate any finished task k
+
+``begin_task``, ``expand`` and ``load_state_dict`` replace parameters: build new optimizers
+after any of them.
+
+Checkpoints: ``state_dict()`` carries the whole structure in ``MaskedNet``'s extra state
+(``get_extra_state``), so ``MaskedNet(factory).load_state_dict(sd)`` (or
+``MaskedNet.from_state_dict(sd, factory)``) rebuilds a grown multi-task net and reproduces every
+task's outputs bit for bit. The extra state holds only ints, floats, strings, lists and dicts,
+so ``torch.load(..., weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "PICK_INIT",
+    "PICK_MODES",
+    "Binarizer",
+    "MaskedConv2d",
+    "MaskedLinear",
+    "MaskedNet",
+    "StateError",
+    "TaskBatchNorm",
+    "TaskInfo",
+    "TaskPReLU",
+    "cubic_sparsity",
+    "mask_modules",
+    "pack_bits",
+    "unpack_bits",
+]
+
+#: Piggymask binarization threshold; upstream never wires its ``--threshold`` flag (§1.1).
+DEFAULT_THRESHOLD = 5e-3
+#: Initial piggymask value: above the threshold, so every earlier weight starts picked (§1.3).
+PICK_INIT = 1e-2
+#: ``learn``: CPG piggymask; ``all``: PAE/PackNet use every earlier weight; ``none``: own only.
+PICK_MODES = ("learn", "all", "none")
+#: The owner mask is uint8 and 0 means free.
+MAX_TASKS = 255
+_EXTRA_STATE_VERSION = 1
+_BIT_SHIFTS = (7, 6, 5, 4, 3, 2, 1, 0)
+
+
+class StateError(RuntimeError):
+    """A ``MaskedNet`` method was called in a state where it would corrupt task isolation."""
+
+
+class Binarizer(torch.autograd.Function):
+    """Straight-through binarizer: forward ``x > threshold`` as 0/1, backward identity (§1.1)."""
+
+    @staticmethod
+    def forward(ctx: Any, scores: Tensor, threshold: float = DEFAULT_THRESHOLD) -> Tensor:
+        return (scores > threshold).to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
+        return grad_output, None
+
+
+class _PickedWeight(torch.autograd.Function):
+    """``weight * (own + earlier * Binarizer(piggymask))`` fused: the CPG training hot path.
+
+    Same values and straight-through gradients as composing ``Binarizer``, ``where`` and ``*``,
+    but with half the weight-sized temporaries: on CPU every fresh large tensor costs page
+    faults, which made the unfused mask cost more than the FC layers it masks.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        weight: Tensor,
+        piggymask: Tensor,
+        own: Tensor,
+        earlier: Tensor,
+        threshold: float,
+    ) -> Tensor:
+        mask = (piggymask > threshold).to(weight.dtype)
+        mask.mul_(earlier).add_(own)  # own and earlier are disjoint 0/1 masks
+        ctx.save_for_backward(weight, mask, earlier)
+        return weight * mask
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        weight, mask, earlier = ctx.saved_tensors
+        grad_weight = grad * mask if ctx.needs_input_grad[0] else None
+        grad_pick = None
+        if ctx.needs_input_grad[1]:
+            grad_pick = grad * weight  # STE: d mask / d piggymask = 1 where it is used
+            grad_pick.mul_(earlier)
+        return grad_weight, grad_pick, None, None, None
+
+
+def pack_bits(mask: Tensor) -> Tensor:
+    """Pack a bool tensor into uint8, 8 entries a byte, most significant bit first (as numpy)."""
+    flat = mask.reshape(-1).to(torch.uint8)
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = F.pad(flat, (0, pad))
+    shifts = torch.tensor(_BIT_SHIFTS, dtype=torch.uint8, device=flat.device)
+    # Distinct powers of two never carry, so a plain sum is a bitwise OR.
+    return (flat.view(-1, 8) << shifts).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: Tensor, shape: Sequence[int]) -> Tensor:
+    """Inverse of :func:`pack_bits`: a bool tensor of ``shape``."""
+    n = math.prod(shape)
+    shifts = torch.tensor(_BIT_SHIFTS, dtype=torch.uint8, device=packed.device)
+    bits = (packed.unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(-1)[:n].view(*shape).bool()
+
+
+def cubic_sparsity(step: float, initial: float, final: float, begin_step: float, end_step: float) -> float:
+    """Gradual-pruning schedule of CPG/PAE (§1.6): ``final + (initial-final)·(1-p)³``.
+
+    ``p = clip((step-begin)/(end-begin), 0, 1)``; with ``end <= begin`` the ramp is a step at
+    ``begin`` (upstream would divide by zero).
+    """
+    if end_step <= begin_step:
+        p = 1.0 if step >= begin_step else 0.0
+    else:
+        p = min(1.0, max(0.0, (step - begin_step) / (end_step - begin_step)))
+    return final + (initial - final) * (1.0 - p) ** 3
+
+
+def _region(shape: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(0, int(d)) for d in shape)
+
+
+def _copy_top_left(dst: Tensor, src: Tensor) -> None:
+    """Copy ``src`` into the leading corner of ``dst`` (growth keeps old entries at old indices)."""
+    if src.dim() != dst.dim() or any(s > d for s, d in zip(src.shape, dst.shape, strict=True)):
+        raise ValueError(f"cannot copy shape {tuple(src.shape)} into {tuple(dst.shape)}")
+    with torch.no_grad():
+        dst[_region(src.shape)] = src.to(dst.dtype)
+
+
+def _key_eq(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    # Tensors in cache keys compare by identity: `==` would compare them elementwise.
+    return len(a) == len(b) and all(
+        x is y if isinstance(x, Tensor) or isinstance(y, Tensor) else x == y for x, y in zip(a, b, strict=True)
+    )
+
+
+def _tensor_bytes(module: nn.Module) -> int:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class _TaskModule(nn.Module):
+    """Base of every module holding per-task state; ``MaskedNet`` tells it which task runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._active: int | None = None
+        self._training_task: int | None = None
+        self._cache: dict[str, tuple[tuple[Any, ...], Any]] = {}
+
+    def _set_tasks(self, active: int | None, training: int | None) -> None:
+        self._active = active
+        self._training_task = training
+
+    def _require_active(self) -> int:
+        if self._active is None:
+            raise StateError("no active task: call MaskedNet.begin_task() or activate() first")
+        return self._active
+
+    @property
+    def _frozen(self) -> bool:
+        """The active task is finished: its state must be read, never written."""
+        return self._active != self._training_task
+
+    def _cached(self, kind: str, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """One cached value per kind, rebuilt when the key changes.
+
+        Keys hold the owner tensor and its version counter, so any in-place change of the
+        owner mask (begin_task, prune, load_state_dict) invalidates masks derived from it, and
+        the inference-mode flag, since inference tensors cannot be saved for backward.
+        """
+        key = (*key, torch.is_inference_mode_enabled())
+        hit = self._cache.get(kind)
+        if hit is not None and _key_eq(hit[0], key):
+            return hit[1]
+        with torch.no_grad():
+            value = build()
+        self._cache[kind] = (key, value)
+        return value
+
+    # Overridden by subclasses; MaskedNet drives them.
+    def _begin(self, task: int, pick: str) -> None:
+        raise NotImplementedError
+
+    def _finish(self, task: int) -> None:
+        raise NotImplementedError
+
+    def _absorb(self, old: _TaskModule, training_task: int | None) -> None:
+        raise NotImplementedError
+
+    def _structure(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _rebuild(self, structure: dict[str, Any], training_task: int | None) -> None:
+        raise NotImplementedError
+
+    def _task_bytes(self, task: int) -> int:
+        raise NotImplementedError
+
+
+class _MaskedLayer(_TaskModule):
+    """Shared weight + owner mask + per-task bias + per-task pick mask (§1.1-§1.4)."""
+
+    weight: nn.Parameter
+    owner: Tensor
+    bias_seed: Tensor | None
+    piggymask: nn.Parameter | None
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        self.register_buffer("owner", torch.zeros_like(weight, dtype=torch.uint8))
+        # The next task's bias starts from this: the last finished task's bias (upstream loads
+        # the previous checkpoint), padded with fresh init after growth.
+        self.register_buffer("bias_seed", None if bias is None else bias.detach().clone())
+        self.biases = nn.ParameterDict()
+        # Only the training task has a real-valued piggymask; finished tasks keep packed bits
+        # in buffers named ``pick_<task>``.
+        self.register_parameter("piggymask", None)
+        self.task_shapes: dict[int, tuple[int, ...]] = {}
+        self.task_modes: dict[int, str] = {}
+
+    # ----------------------------------------------------------------- forward
+    def _task_shape(self, task: int) -> tuple[int, ...]:
+        if task == self._training_task:
+            return tuple(self.weight.shape)
+        return self.task_shapes[task]
+
+    def _pick_buffer(self, task: int) -> Tensor | None:
+        return self._buffers.get(f"pick_{task}")
+
+    def effective_mask(self, task: int) -> Tensor:
+        """Bool mask ``M_task`` over the weights task ``task`` computes with, at its own shape."""
+        shape = self._task_shape(task)
+        owner = self.owner[_region(shape)]
+        own = owner == task
+        mode = self.task_modes[task]
+        if mode == "none" or task == 1:
+            return own
+        earlier = (owner >= 1) & (owner < task)
+        if mode == "all":
+            return own | earlier
+        if task == self._training_task and self.piggymask is not None:
+            pick = self.piggymask.detach() > DEFAULT_THRESHOLD
+        else:
+            packed = self._pick_buffer(task)
+            if packed is None:
+                return own
+            pick = unpack_bits(packed, shape)
+        return own | (earlier & pick)
+
+    def _effective_params(self) -> tuple[Tensor, Tensor | None]:
+        task = self._require_active()
+        bias = self.biases[str(task)] if self.bias_seed is not None else None
+        pm = self.piggymask
+        if task == self._training_task and pm is not None:
+            own, earlier = self._cached(
+                "train",
+                (task, self.owner, self.owner._version, self.weight.dtype),
+                lambda: (
+                    (self.owner == task).to(self.weight.dtype),
+                    ((self.owner >= 1) & (self.owner < task)).to(self.weight.dtype),
+                ),
+            )
+            # The current task always uses its own weights: the pick only touches earlier ones.
+            weight = _PickedWeight.apply(self.weight, pm, own, earlier, DEFAULT_THRESHOLD)
+            return weight, bias
+        packed = self._pick_buffer(task)
+        mask = self._cached(
+            "forward",
+            (
+                task,
+                self._training_task,
+                self.owner,
+                self.owner._version,
+                packed,
+                -1 if packed is None else packed._version,
+                self.weight.dtype,
+            ),
+            lambda: self.effective_mask(task).to(self.weight.dtype),
+        )
+        # Slicing to the task's own shape keeps old tasks bit-identical after growth.
+        return self.weight[_region(mask.shape)] * mask, bias
+
+    # -------------------------------------------------------- task lifecycle
+    def _begin(self, task: int, pick: str) -> None:
+        with torch.no_grad():
+            self.owner.masked_fill_(self.owner == 0, task)  # §1.2: a new task claims free weights
+        self.task_modes[task] = pick
+        if self.bias_seed is not None:
+            self.biases[str(task)] = nn.Parameter(self.bias_seed.clone())
+        if pick == "learn" and task > 1:
+            self.piggymask = nn.Parameter(torch.full_like(self.weight, PICK_INIT))
+
+    def _finish(self, task: int) -> None:
+        self.task_shapes[task] = tuple(self.weight.shape)
+        if self.piggymask is not None:
+            bits = pack_bits(self.piggymask.detach() > DEFAULT_THRESHOLD)
+            self.register_buffer(f"pick_{task}", bits)
+            self.piggymask = None
+        self._zero_released()
+        if self.bias_seed is not None:
+            bias = self.biases[str(task)]
+            bias.requires_grad_(False)
+            with torch.no_grad():
+                self.bias_seed.copy_(bias)
+
+    def _gate(self, weight_decay: float, train_pick: bool) -> None:
+        task = self._training_task
+        not_own, not_earlier = self._cached(
+            "gate",
+            (task, self.owner, self.owner._version),
+            lambda: (self.owner != task, (self.owner == 0) | (self.owner >= task)),
+        )
+        with torch.no_grad():
+            grad = self.weight.grad
+            if grad is not None:
+                if weight_decay:
+                    grad.add_(self.weight, alpha=weight_decay)  # decay first, then gate (§1.4)
+                grad.masked_fill_(not_own, 0.0)
+            pm = self.piggymask
+            if pm is not None and pm.grad is not None:
+                if train_pick:
+                    pm.grad.masked_fill_(not_earlier, 0.0)
+                else:
+                    pm.grad.zero_()
+
+    def _prune(self, task: int, ratio: float) -> tuple[int, int]:
+        """CPG ``_pruning_mask`` (§1.6); returns (free, candidates) after pruning."""
+        with torch.no_grad():
+            w_abs = self.weight.abs()
+            mine = self.owner == task
+            candidates = mine | (self.owner == 0)
+            n = int(candidates.sum())
+            k = round(ratio * n)
+            if k > 0:
+                cutoff = w_abs[candidates].kthvalue(k).values
+                remove = (w_abs <= cutoff) & mine
+                self.owner.masked_fill_(remove, 0)
+                # Upstream zeroes released weights later (apply_mask); doing it now keeps the
+                # next cutoff from counting stale values.
+                self.weight.masked_fill_(remove, 0.0)
+            return int((self.owner == 0).sum()), n
+
+    def _zero_released(self) -> None:
+        free = self._cached("free", (self.owner, self.owner._version), lambda: self.owner == 0)
+        with torch.no_grad():
+            self.weight.masked_fill_(free, 0.0)
+
+    def reset_pick(self, value: float = PICK_INIT) -> None:
+        """Reset the training task's piggymask (CPG's retrain stage restarts it at 0.01)."""
+        if self.piggymask is not None:
+            with torch.no_grad():
+                self.piggymask.fill_(value)
+
+    # ------------------------------------------------------------- growth
+    def _absorb(self, old: _TaskModule, training_task: int | None) -> None:
+        if not isinstance(old, type(self)):
+            raise TypeError(f"cannot grow {type(old).__name__} into {type(self).__name__}")
+        _copy_top_left(self.weight, old.weight)
+        _copy_top_left(self.owner, old.owner)
+        if training_task is not None:
+            # New entries are free and a task being trained claims free weights, as at its start.
+            new = torch.ones_like(self.owner, dtype=torch.bool)
+            new[_region(old.owner.shape)] = False
+            self.owner.masked_fill_(new, training_task)
+        self.task_shapes = dict(old.task_shapes)
+        self.task_modes = dict(old.task_modes)
+        for name, buf in old._buffers.items():
+            if name.startswith("pick_") and buf is not None:
+                self.register_buffer(name, buf.clone())
+        if self.bias_seed is not None:
+            if old.bias_seed is None:
+                raise TypeError("bias presence differs between widths")
+            fresh = self.bias_seed.clone()
+            for key, bias in old.biases.items():
+                if int(key) == training_task:
+                    grown = fresh.clone()
+                    _copy_top_left(grown, bias.detach())
+                    self.biases[key] = nn.Parameter(grown)
+                else:
+                    self.biases[key] = nn.Parameter(bias.detach().clone(), requires_grad=False)
+            _copy_top_left(self.bias_seed, old.bias_seed)
+        if old.piggymask is not None:
+            pm = torch.full_like(self.weight, PICK_INIT)
+            _copy_top_left(pm, old.piggymask.detach())
+            self.piggymask = nn.Parameter(pm)
+
+    # ------------------------------------------------------- serialization
+    def _structure(self) -> dict[str, Any]:
+        return {
+            "shapes": {k: list(s) for k, s in self.task_shapes.items()},
+            "modes": dict(self.task_modes),
+            "picks": sorted(int(n[5:]) for n, b in self._buffers.items() if n.startswith("pick_") and b is not None),
+            "piggymask": self.piggymask is not None,
+        }
+
+    def _rebuild(self, structure: dict[str, Any], training_task: int | None) -> None:
+        self.task_shapes = {int(k): tuple(int(d) for d in s) for k, s in structure["shapes"].items()}
+        self.task_modes = {int(k): str(m) for k, m in structure["modes"].items()}
+        dev = self.weight.device
+        for task in structure["picks"]:
+            n = math.prod(self.task_shapes[int(task)])
+            self.register_buffer(f"pick_{int(task)}", torch.zeros((n + 7) // 8, dtype=torch.uint8, device=dev))
+        if self.bias_seed is not None:
+            for task in self.task_modes:
+                if task == training_task:
+                    self.biases[str(task)] = nn.Parameter(torch.zeros_like(self.bias_seed))
+                else:
+                    size = self.task_shapes[task][0]
+                    self.biases[str(task)] = nn.Parameter(self.bias_seed.new_zeros(size), requires_grad=False)
+        if structure["piggymask"]:
+            self.piggymask = nn.Parameter(torch.zeros_like(self.weight))
+
+    # ---------------------------------------------------------- accounting
+    def picked_count(self, task: int) -> int:
+        """Weights of earlier tasks that ``task`` computes with."""
+        shape = self._task_shape(task)
+        owner = self.owner[_region(shape)]
+        earlier = (owner >= 1) & (owner < task)
+        return int((self.effective_mask(task) & earlier).sum())
+
+    def _task_bytes(self, task: int) -> int:
+        size = 0
+        if self.bias_seed is not None and str(task) in self.biases:
+            bias = self.biases[str(task)]
+            size += bias.numel() * bias.element_size()
+        packed = self._pick_buffer(task)
+        if packed is not None:
+            size += packed.numel()
+        elif task == self._training_task and self.piggymask is not None:
+            size += (self.piggymask.numel() + 7) // 8  # what finish_task will store
+        return size
+
+    def extra_repr(self) -> str:
+        tasks = ",".join(str(k) for k in self.task_modes) or "-"
+        return f"weight={tuple(self.weight.shape)}, bias={self.bias_seed is not None}, tasks={tasks}"
+
+
+class MaskedConv2d(_MaskedLayer):
+    """Conv2d with a shared weight, owner mask, per-task bias and pick mask."""
+
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        stride: tuple[int, ...] | int = 1,
+        padding: tuple[int, ...] | int | str = 0,
+        dilation: tuple[int, ...] | int = 1,
+    ) -> None:
+        super().__init__(weight, bias)
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+
+    @classmethod
+    def from_plain(cls, conv: nn.Conv2d) -> MaskedConv2d:
+        """Wrap a plain ``nn.Conv2d``, keeping its initial weight and bias."""
+        if conv.groups != 1:
+            # Growing a grouped conv top-left would mix groups; CPG grows groups=1 only.
+            raise TypeError("MaskedConv2d supports groups=1 only")
+        if conv.padding_mode != "zeros":
+            raise TypeError("MaskedConv2d supports padding_mode='zeros' only")
+        return cls(conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight, bias = self._effective_params()
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+
+class MaskedLinear(_MaskedLayer):
+    """Linear with a shared weight, owner mask, per-task bias and pick mask."""
+
+    @classmethod
+    def from_plain(cls, linear: nn.Linear) -> MaskedLinear:
+        """Wrap a plain ``nn.Linear``, keeping its initial weight and bias."""
+        return cls(linear.weight, linear.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight, bias = self._effective_params()
+        return F.linear(x, weight, bias)
+
+
+class _PerTaskCopies(_TaskModule):
+    """A module copied per task: the current task trains its copy, finished copies are read-only.
+
+    ``seed`` is the module the next task starts from: the plain module at first, then the last
+    finished task's copy (upstream loads the previous task's checkpoint), padded with fresh init
+    after growth.
+    """
+
+    def __init__(self, plain: nn.Module) -> None:
+        super().__init__()
+        self.seed = plain
+        self.per_task = nn.ModuleDict()
+
+    def _fresh(self, size: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _size(self, module: nn.Module) -> int:
+        raise NotImplementedError
+
+    def _current(self) -> nn.Module:
+        return self.per_task[str(self._require_active())]
+
+    def _begin(self, task: int, pick: str) -> None:
+        copy_ = copy.deepcopy(self.seed)
+        copy_.requires_grad_(True)
+        copy_.train(self.training)
+        self.per_task[str(task)] = copy_
+
+    def _finish(self, task: int) -> None:
+        done = self.per_task[str(task)]
+        done.requires_grad_(False)
+        self.seed.load_state_dict(done.state_dict())
+
+    def _absorb(self, old: _TaskModule, training_task: int | None) -> None:
+        if not isinstance(old, type(self)):
+            raise TypeError(f"cannot grow {type(old).__name__} into {type(self).__name__}")
+        fresh_state = copy.deepcopy(self.seed.state_dict())
+        for key, module in old.per_task.items():
+            if int(key) == training_task:
+                grown = copy.deepcopy(self.seed)
+                grown.load_state_dict(fresh_state)
+                for name, tensor in module.state_dict().items():
+                    _copy_top_left(grown.state_dict()[name], tensor)
+                grown.requires_grad_(True)
+            else:
+                grown = copy.deepcopy(module)  # finished copies keep their own width
+            grown.train(self.training)
+            self.per_task[key] = grown.to(self._device())
+        seed_state = self.seed.state_dict()
+        for name, tensor in old.seed.state_dict().items():
+            _copy_top_left(seed_state[name], tensor)
+
+    def _device(self) -> torch.device:
+        tensors = list(self.seed.parameters()) + list(self.seed.buffers())
+        return tensors[0].device if tensors else torch.device("cpu")
+
+    def _structure(self) -> dict[str, Any]:
+        return {"sizes": {int(k): self._size(m) for k, m in self.per_task.items()}}
+
+    def _rebuild(self, structure: dict[str, Any], training_task: int | None) -> None:
+        for task, size in structure["sizes"].items():
+            module = self._fresh(int(size)).to(self._device())
+            module.requires_grad_(int(task) == training_task)
+            module.train(self.training)
+            self.per_task[str(int(task))] = module
+
+    def _task_bytes(self, task: int) -> int:
+        module = self.per_task[str(task)] if str(task) in self.per_task else None
+        return 0 if module is None else _tensor_bytes(module)
+
+
+class TaskBatchNorm(_PerTaskCopies):
+    """Per-task BatchNorm1d/2d (§1.5): the training task's copy trains freely; a finished task's
+    copy always normalizes with its running statistics and never updates them, even in train
+    mode, so evaluating an old task can't leak into it."""
+
+    seed: nn.BatchNorm1d | nn.BatchNorm2d
+
+    def __init__(self, plain: nn.BatchNorm1d | nn.BatchNorm2d) -> None:
+        super().__init__(plain)
+
+    def _size(self, module: nn.Module) -> int:
+        assert isinstance(module, nn.modules.batchnorm._BatchNorm)
+        return module.num_features
+
+    def _fresh(self, size: int) -> nn.Module:
+        s = self.seed
+        return type(s)(size, eps=s.eps, momentum=s.momentum, affine=s.affine, track_running_stats=s.track_running_stats)
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn = self._current()
+        if not self._frozen:
+            return bn(x)
+        assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
+        # Same call as BatchNorm in eval mode, so outputs match those recorded at finish.
+        use_batch_stats = bn.running_mean is None
+        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, use_batch_stats, 0.0, bn.eps)
+
+
+class TaskPReLU(_PerTaskCopies):
+    """Per-task PReLU slopes (SphereFace-style nets, §1.5)."""
+
+    seed: nn.PReLU
+
+    def __init__(self, plain: nn.PReLU) -> None:
+        super().__init__(plain)
+
+    def _size(self, module: nn.Module) -> int:
+        assert isinstance(module, nn.PReLU)
+        return module.num_parameters
+
+    def _fresh(self, size: int) -> nn.Module:
+        return nn.PReLU(size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        prelu = self._current()
+        assert isinstance(prelu, nn.PReLU)
+        return F.prelu(x, prelu.weight)
+
+
+_CONVERTERS: dict[type[nn.Module], Callable[[Any], _TaskModule]] = {
+    nn.Conv2d: MaskedConv2d.from_plain,
+    nn.Linear: MaskedLinear.from_plain,
+    nn.BatchNorm1d: TaskBatchNorm,
+    nn.BatchNorm2d: TaskBatchNorm,
+    nn.PReLU: TaskPReLU,
+}
+
+
+def mask_modules(module: nn.Module, _path: str = "") -> nn.Module:
+    """Replace Conv2d/Linear/BatchNorm1d/2d/PReLU in ``module`` (in place) by masked versions.
+
+    Exact types only: a subclass may compute differently. Any other module holding its own
+    parameters or buffers (GroupNorm, LayerNorm, Embedding, ...) raises ``TypeError``, since it
+    would otherwise be silently shared and overwritten by every task.
+    """
+    convert = _CONVERTERS.get(type(module))
+    if convert is not None:
+        return convert(module)
+    if isinstance(module, _TaskModule):
+        return module
+    own = list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+    if own:
+        where = _path or "<root>"
+        raise TypeError(
+            f"mask_modules: {type(module).__name__} at '{where}' holds parameters or buffers "
+            "and has no masked version; supported: Conv2d, Linear, BatchNorm1d/2d, PReLU"
+        )
+    for name, child in list(module.named_children()):
+        setattr(module, name, mask_modules(child, f"{_path}.{name}" if _path else name))
+    return module
+
+
+@dataclass
+class TaskInfo:
+    """What ``MaskedNet`` remembers about one task."""
+
+    num_classes: int
+    pick: str
+    in_features: int
+    finished: bool = False
+
+
+class MaskedNet(nn.Module):
+    """A masked backbone plus one linear head per task; the whole parameter-isolation substrate.
+
+    ``backbone_factory(channel_multiplier)`` returns a plain feature extractor with an int
+    attribute ``out_features``; its parameter-free ops must not depend on the width (use
+    ``nn.Flatten``, not ``view(-1, C)``) because finished tasks run at their own width.
+    ``width_mult`` multiplies the *parameters* as in CPG: channels scale by ``sqrt(width_mult)``.
+    """
+
+    class State(Enum):
+        IDLE = "idle"  # no task open: evaluate, expand, begin_task
+        TRAINING = "training"  # a task is open: train, prune, expand, finish_task
+
+    def __init__(self, backbone_factory: Callable[[float], nn.Module], width_mult: float = 1.0) -> None:
+        super().__init__()
+        self._factory = backbone_factory
+        self.width_mult = float(width_mult)
+        self.backbone = self._build_backbone(self.width_mult)
+        self.heads = nn.ModuleDict()
+        self.tasks: dict[int, TaskInfo] = {}
+        self.training_task: int | None = None
+        self.active_task: int | None = None
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], backbone_factory: Callable[[float], nn.Module]) -> MaskedNet:
+        """Rebuild a net from ``state_dict()`` output; same as ``load_state_dict`` on a fresh one."""
+        net = cls(backbone_factory)
+        net.load_state_dict(state)
+        return net
+
+    # ------------------------------------------------------------- helpers
+    def _build_backbone(self, width_mult: float) -> nn.Module:
+        if width_mult <= 0:
+            raise ValueError(f"width_mult must be positive, got {width_mult}")
+        backbone = self._factory(math.sqrt(width_mult))
+        if not isinstance(getattr(backbone, "out_features", None), int):
+            raise TypeError("backbone_factory must return a module with an int `out_features`")
+        return mask_modules(backbone)
+
+    @property
+    def out_features(self) -> int:
+        return int(self.backbone.out_features)
+
+    @property
+    def state(self) -> MaskedNet.State:
+        return self.State.IDLE if self.training_task is None else self.State.TRAINING
+
+    @property
+    def finished_tasks(self) -> list[int]:
+        return [k for k, info in self.tasks.items() if info.finished]
+
+    def _task_modules(self) -> Iterator[tuple[str, _TaskModule]]:
+        for name, module in self.backbone.named_modules():
+            if isinstance(module, _TaskModule):
+                yield name, module
+
+    def _layers(self) -> Iterator[tuple[str, _MaskedLayer]]:
+        for name, module in self._task_modules():
+            if isinstance(module, _MaskedLayer):
+                yield name, module
+
+    def _broadcast(self) -> None:
+        for _, module in self._task_modules():
+            module._set_tasks(self.active_task, self.training_task)
+
+    def _guard(self, method: str, needed: MaskedNet.State) -> None:
+        if self.state is not needed:
+            hint = (
+                "call begin_task() first"
+                if needed is self.State.TRAINING
+                else f"call finish_task() for task {self.training_task} first"
+            )
+            raise StateError(
+                f"MaskedNet.{method}() needs state {needed.name}, but the net is {self.state.name}: {hint}"
+            )
+
+    def _new_head(self, in_features: int, num_classes: int) -> nn.Linear:
+        device = next(self.backbone.parameters()).device
+        head = nn.Linear(in_features, num_classes, device=device)
+        # Upstream `add_dataset` init (models/vgg.py).
+        nn.init.normal_(head.weight, 0.0, 0.01)
+        nn.init.zeros_(head.bias)
+        return head
+
+    # ----------------------------------------------------------- lifecycle
+    def begin_task(self, task: int, num_classes: int, pick: str = "learn") -> None:
+        """Open task ``task``: it claims every free weight and gets fresh per-task state and head."""
+        self._guard("begin_task", self.State.IDLE)
+        if pick not in PICK_MODES:
+            raise ValueError(f"pick must be one of {PICK_MODES}, got {pick!r}")
+        if not 1 <= task <= MAX_TASKS:
+            raise ValueError(f"task ids run from 1 to {MAX_TASKS}, got {task}")
+        if self.tasks and task <= max(self.tasks):
+            # Picking reads owner < task as "earlier", so ids must increase.
+            raise StateError(f"task {task} must be greater than every earlier task ({max(self.tasks)})")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        for _, module in self._task_modules():
+            module._begin(task, pick)
+        self.heads[str(task)] = self._new_head(self.out_features, num_classes)
+        self.tasks[task] = TaskInfo(num_classes, pick, self.out_features)
+        self.training_task = task
+        self.active_task = task
+        self._broadcast()
+
+    def finish_task(self) -> None:
+        """Close the training task: pack its pick mask, record its shapes, freeze its state."""
+        self._guard("finish_task", self.State.TRAINING)
+        task = self.training_task
+        assert task is not None
+        for _, module in self._task_modules():
+            module._finish(task)
+        self.heads[str(task)].requires_grad_(False)
+        self.tasks[task].finished = True
+        self.training_task = None
+        self._broadcast()
+
+    def activate(self, task: int) -> None:
+        """Make ``forward`` compute task ``task`` (a finished task or the training task)."""
+        if task not in self.tasks:
+            raise StateError(f"unknown task {task}; known: {sorted(self.tasks)}")
+        self.active_task = task
+        self._broadcast()
+
+    def forward(self, x: Tensor) -> Tensor:
+        task = self.active_task
+        if task is None:
+            raise StateError("no active task: call begin_task() or activate() first")
+        return self.heads[str(task)](self.backbone(x))
+
+    # ----------------------------------------------------------- training
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters for the SGD optimizer: shared weights (gated) and the training task's
+        bias/BN/PReLU copies and head. Earlier tasks' per-task state is never returned."""
+        self._guard("trainable_parameters", self.State.TRAINING)
+        key = str(self.training_task)
+        params: list[nn.Parameter] = []
+        for _, module in self._task_modules():
+            if isinstance(module, _MaskedLayer):
+                params.append(module.weight)
+                if module.bias_seed is not None:
+                    params.append(module.biases[key])
+            elif isinstance(module, _PerTaskCopies):
+                params.extend(module.per_task[key].parameters())
+        params.extend(self.heads[key].parameters())
+        return params
+
+    def pick_parameters(self) -> list[nn.Parameter]:
+        """The training task's piggymasks (for Adam); empty unless pick="learn" and task > 1."""
+        self._guard("pick_parameters", self.State.TRAINING)
+        return [m.piggymask for _, m in self._layers() if m.piggymask is not None]
+
+    def gate_gradients(self, weight_decay: float = 0.0, train_pick: bool = True) -> None:
+        """Call between ``backward()`` and ``step()`` (§1.3, §1.4).
+
+        Adds ``weight_decay * W`` to every masked weight's gradient, then zeroes it wherever
+        ``owner != training task``; zeroes piggymask gradients outside earlier tasks' weights
+        (all of them with ``train_pick=False``, as upstream's prune stage does).
+        """
+        self._guard("gate_gradients", self.State.TRAINING)
+        for _, layer in self._layers():
+            layer._gate(weight_decay, train_pick)
+
+    def zero_released(self) -> None:
+        """Re-zero released (owner 0) weights; call after ``optimizer.step()`` once pruning has
+        begun, since momentum can still move a weight after its gradient is gated (PackNet
+        re-zeroes after every step)."""
+        self._guard("zero_released", self.State.TRAINING)
+        for _, layer in self._layers():
+            layer._zero_released()
+
+    def prune(self, sparsity: float) -> dict[str, float]:
+        """Release the training task's smallest weights, per masked layer (§1.6).
+
+        Candidates are weights owned by the training task or free; the cutoff is the
+        ``round(sparsity·n)``-th smallest ``|w|`` among them; owned weights at or below it become
+        free and zero. Heads, BN and biases are never pruned. Calling it once is PackNet's
+        one-shot prune; calling it on a ``cubic_sparsity`` schedule is CPG/PAE's gradual one.
+        Returns each layer's free fraction among the candidates.
+        """
+        self._guard("prune", self.State.TRAINING)
+        if not 0.0 <= sparsity <= 1.0:
+            raise ValueError(f"sparsity must lie in [0, 1], got {sparsity}")
+        task = self.training_task
+        assert task is not None
+        reached: dict[str, float] = {}
+        for name, layer in self._layers():
+            free, n = layer._prune(task, sparsity)
+            reached[name] = free / n if n else 0.0
+        return reached
+
+    def reset_pick(self, value: float = PICK_INIT) -> None:
+        """Reset the training task's piggymasks (CPG retrain stage, §1.3)."""
+        self._guard("reset_pick", self.State.TRAINING)
+        for _, layer in self._layers():
+            layer.reset_pick(value)
+
+    # ------------------------------------------------------------- growth
+    def expand(self, width_mult: float) -> None:
+        """Grow to a larger parameter multiplier (§1.8).
+
+        Builds a wider plain backbone, masks it and copies every old tensor top-left: weights,
+        owners, pick bits/piggymask, per-task bias/BN/PReLU. New weights keep their fresh init
+        and are free; if a task is being trained it claims them (as ``begin_task`` would have).
+        Finished tasks keep their own width and run sliced to it, so their outputs stay
+        bit-identical. The training task's head grows to the new feature size with its old
+        weights top-left; finished heads keep their input size. Rebuild optimizers afterwards.
+        """
+        if width_mult <= self.width_mult:
+            raise ValueError(f"expand needs a larger multiplier than {self.width_mult}, got {width_mult}")
+        ref = next(self.backbone.parameters())
+        backbone = self._build_backbone(width_mult).to(device=ref.device)
+        backbone.train(self.training)
+        old = dict(self._task_modules())
+        new = {n: m for n, m in backbone.named_modules() if isinstance(m, _TaskModule)}
+        if old.keys() != new.keys():
+            raise TypeError("backbone_factory builds different layers at different widths")
+        for name, module in new.items():
+            module._absorb(old[name], self.training_task)
+        self.backbone = backbone
+        self.width_mult = float(width_mult)
+        task = self.training_task
+        if task is not None:
+            old_head = self.heads[str(task)]
+            assert isinstance(old_head, nn.Linear)
+            head = self._new_head(self.out_features, old_head.out_features)
+            _copy_top_left(head.weight, old_head.weight.detach())
+            _copy_top_left(head.bias, old_head.bias.detach())
+            head.train(self.training)
+            self.heads[str(task)] = head
+            self.tasks[task].in_features = self.out_features
+        self._broadcast()
+
+    # ------------------------------------------------------ serialization
+    def get_extra_state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the structure before tensors load (see module doc)."""
+        return {
+            "version": _EXTRA_STATE_VERSION,
+            "width_mult": self.width_mult,
+            "training_task": self.training_task,
+            "active_task": self.active_task,
+            "tasks": {
+                k: {"num_classes": i.num_classes, "pick": i.pick, "in_features": i.in_features, "finished": i.finished}
+                for k, i in self.tasks.items()
+            },
+            "modules": {name: module._structure() for name, module in self._task_modules()},
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        # torch loads a module's own extra state before its children, so rebuilding the
+        # backbone and heads here lets the rest of the state dict load into them.
+        if state.get("version") != _EXTRA_STATE_VERSION:
+            raise ValueError(f"unsupported MaskedNet state version {state.get('version')!r}")
+        ref = next(self.backbone.parameters())
+        self.width_mult = float(state["width_mult"])
+        self.backbone = self._build_backbone(self.width_mult).to(device=ref.device)
+        self.backbone.train(self.training)
+        self.training_task = state["training_task"]
+        self.active_task = state["active_task"]
+        self.tasks = {
+            int(k): TaskInfo(int(v["num_classes"]), str(v["pick"]), int(v["in_features"]), bool(v["finished"]))
+            for k, v in state["tasks"].items()
+        }
+        modules = dict(self._task_modules())
+        if modules.keys() != state["modules"].keys():
+            raise ValueError("state dict does not match this backbone_factory's layers")
+        for name, module in modules.items():
+            module._rebuild(state["modules"][name], self.training_task)
+        self.heads = nn.ModuleDict()
+        for task, info in self.tasks.items():
+            head = self._new_head(info.in_features, info.num_classes)
+            head.requires_grad_(not info.finished)
+            head.train(self.training)
+            self.heads[str(task)] = head
+        self._broadcast()
+
+    # --------------------------------------------------------- accounting
+    def accounting(self) -> dict[str, Any]:
+        """Parameter and memory accounting as a plain dict.
+
+        ``tasks[k]``: ``owned`` weights, ``picked`` earlier-task weights it computes with,
+        ``state_bytes`` of its per-task state (BN/PReLU tensors, biases, head, packed pick bits;
+        a live piggymask counts as the bits ``finish_task`` will store).
+        ``layers[name]``: shape, ``numel``, ``free`` count, ``owned`` per task and ``sparsity``
+        (free fraction). Model size::
+
+            total_bytes = 4·Σ weights (float32; element size in general)
+                        + 1·Σ weights (uint8 owner masks)
+                        + Σ_tasks state_bytes
+            total_mb = total_bytes / 2**20
+
+        Seeds (the copy the next task starts from) are left out: they duplicate the last task's
+        state or fresh init.
+        """
+        tasks: dict[int, dict[str, Any]] = {
+            k: {
+                "num_classes": i.num_classes,
+                "pick": i.pick,
+                "finished": i.finished,
+                "owned": 0,
+                "picked": 0,
+                "state_bytes": 0,
+            }
+            for k, i in self.tasks.items()
+        }
+        layers: dict[str, dict[str, Any]] = {}
+        weight_bytes = owner_bytes = 0
+        for name, module in self._task_modules():
+            for k, entry in tasks.items():
+                entry["state_bytes"] += module._task_bytes(k)
+            if not isinstance(module, _MaskedLayer):
+                continue
+            counts = torch.bincount(module.owner.reshape(-1), minlength=MAX_TASKS + 1).tolist()
+            numel = module.owner.numel()
+            layers[name] = {
+                "shape": list(module.weight.shape),
+                "numel": numel,
+                "free": counts[0],
+                "owned": {k: counts[k] for k in tasks},
+                "sparsity": counts[0] / numel,
+            }
+            weight_bytes += numel * module.weight.element_size()
+            owner_bytes += numel * module.owner.element_size()
+            for k, entry in tasks.items():
+                entry["owned"] += counts[k]
+                entry["picked"] += module.picked_count(k)
+        for k, entry in tasks.items():
+            entry["state_bytes"] += _tensor_bytes(self.heads[str(k)])
+        total = weight_bytes + owner_bytes + sum(e["state_bytes"] for e in tasks.values())
+        return {
+            "width_mult": self.width_mult,
+            "tasks": tasks,
+            "layers": layers,
+            "weight_bytes": weight_bytes,
+            "owner_bytes": owner_bytes,
+            "total_bytes": total,
+            "total_mb": total / 2**20,
+        }
