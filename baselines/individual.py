@@ -48,9 +48,9 @@ def _separate_networks(factory: Callable[[float], nn.Module]) -> nn.Module:
             self.nets = nn.ModuleDict()
             self.active_task = self.training_task = 0
 
-        def begin_task(self, task: int, num_classes: int, **_: object) -> None:
+        def begin_task(self, task: int, num_classes: int, head: str = "linear", **_: object) -> None:
             net = MultiHeadNet(factory).to(next(iter(self.parameters()), _cpu()).device)
-            net.begin_task(task, num_classes)
+            net.begin_task(task, num_classes, head=head)
             self.nets[str(task)] = net
             self.active_task = self.training_task = task
 
@@ -67,6 +67,9 @@ def _separate_networks(factory: Callable[[float], nn.Module]) -> nn.Module:
 
         def forward(self, x: Any) -> Any:
             return self.nets[str(self.active_task)](x)
+
+        def features(self, x: Any) -> Any:
+            return self.nets[str(self.active_task)].features(x)
 
     return SeparateNetworks()
 

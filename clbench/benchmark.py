@@ -22,25 +22,42 @@ class BenchmarkConfig:
     data_root: str | None = None  # where the benchmark's data lives (None: the benchmark's default)
 
 
+TASK_KINDS = ("classification", "verification")
+
+
 @dataclass
 class TaskData:
     """One task: its name, its classes and its three splits.
 
-    Each split is a torch ``Dataset`` yielding ``(image_tensor, local_label)`` with a ``targets``
-    list of local labels ``0..len(class_names)-1`` (one head per task, as in the CPG code).
-    ``valid`` is carved from the training data: goal checks and model choices use it, never ``test``.
+    Classification: each split is a torch ``Dataset`` yielding ``(image_tensor, local_label)``
+    with a ``targets`` list of local labels ``0..len(class_names)-1`` (one head per task, as in
+    the CPG code). ``valid`` is carved from the training data: goal checks and model choices use
+    it, never ``test``.
+
+    Verification: ``train`` is an identity-classification dataset (``class_names`` are the
+    identities) that trains the embedding with a margin loss; ``valid`` and ``test`` are
+    :class:`clbench.verification.PairSplit` objects scored by embedding cosine similarity.
     """
 
     name: str
     class_names: Sequence[str]
     train: Dataset[Any]
-    valid: Dataset[Any]
-    test: Dataset[Any]
-    metric: str = "accuracy"
+    valid: Any
+    test: Any
+    kind: str = "classification"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def head(self) -> str:
+        """The head the task trains: a linear classifier, or a cosine (margin-loss) head."""
+        return "cosine" if self.kind == "verification" else "linear"
 
 
 class Benchmark:

@@ -34,7 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     command, rest = argv[0], argv[1:]
-    handlers = {"run": _cmd_run, "list": _cmd_list, "table": _cmd_table}
+    handlers = {
+        "run": _cmd_run,
+        "list": _cmd_list,
+        "table": _cmd_table,
+        "report": _cmd_report,
+        "compare": _cmd_compare,
+    }
     if command not in handlers:
         parser.parse_args(argv)  # prints help/version or the "invalid choice" error
         return 0
@@ -58,7 +64,9 @@ def _top_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run a strategy on a benchmark and write a results directory")
     sub.add_parser("list", help="list strategies, benchmarks or plugins")
-    sub.add_parser("table", help="print a Markdown comparison of run directories")
+    sub.add_parser("table", help="compare run directories: per-task accuracy, mean ± std over seeds, size, time")
+    sub.add_parser("report", help="write a report folder (tables, plots, one offline HTML page) for runs")
+    sub.add_parser("compare", help="check runs against a reference table; exit 1 on a regression")
     return parser
 
 
@@ -93,15 +101,67 @@ def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # ----------------------------------------------------------------------------- table
 def _cmd_table(args: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="clbench table", description="Compare finished runs.")
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser = argparse.ArgumentParser(
+        prog="clbench table",
+        description="Compare finished runs: final per-task accuracy, their mean, forgetting, BWT, model size "
+        "and wall time; runs that differ only in the seed are one row (mean ± std over seeds).",
+    )
+    parser.add_argument(
+        "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, or folders holding runs"
+    )
+    parser.add_argument("--format", choices=("md", "csv", "latex"), default="md")
+    parser.add_argument("--per-run", action="store_true", help="one row per run instead of per seed group")
+    parser.add_argument("--no-notes", action="store_true", help="leave out the footnotes (md, latex)")
+    ns = parser.parse_args(args)
+    from clbench import tables
+
+    runs = tables.load_runs(ns.run_dirs)
+    table = tables.per_run_table(runs) if ns.per_run else tables.seed_table(runs)
+    print(tables.render(table, ns.format, footnotes=not ns.no_notes).rstrip("\n"))
+    return 0
+
+
+# ---- report / compare (issue 6) ----
+def _cmd_report(args: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="clbench report",
+        description="Write a report folder: tables (md, csv, tex), PNG plots and one self-contained HTML page.",
+    )
+    parser.add_argument(
+        "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, or folders holding runs"
+    )
+    parser.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="default ./report")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    parser.add_argument("--title", default=None, help="page title")
+    ns = parser.parse_args(args)
+    from clbench.report import write_report
+
+    out = write_report(ns.run_dirs, ns.out, overwrite=ns.overwrite, title=ns.title)
+    print(f"Report in {out} (open {out / 'index.html'})")
+    return 0
+
+
+def _cmd_compare(args: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="clbench compare",
+        description="Check runs against a reference table (one-sided: a row fails only when the measured value "
+        "is worse than reference − tol). Exit 0: all pass; 1: a regression or a missing run; 2: bad input.",
+    )
+    parser.add_argument(
+        "run_dirs", nargs="*", type=Path, metavar="RESULTS", help="run directories, or folders holding runs"
+    )
+    parser.add_argument(
+        "--reference", required=True, metavar="CSV", help="reference CSV, or a benchmark name (packaged table)"
+    )
+    parser.add_argument("--allow-missing", action="store_true", help="reference rows with no matching run do not fail")
     parser.add_argument("--format", choices=("md", "csv"), default="md")
     ns = parser.parse_args(args)
-    from clbench import results
+    from clbench.compare import compare_main
 
-    table = results.comparison_table(ns.run_dirs)
-    print(results.to_markdown(table) if ns.format == "md" else table.to_csv(index=False), end="\n")
-    return 0
+    return compare_main(ns.run_dirs, ns.reference, allow_missing=ns.allow_missing, fmt=ns.format)
+
+
+# ---- end report / compare (issue 6) ----
 
 
 # ------------------------------------------------------------------------------- run

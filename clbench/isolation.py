@@ -162,7 +162,7 @@ class MaskedStrategy(Strategy):
 
     def before_task(self, task: Task) -> None:
         pick = "learn" if self.pick_mode == "learn" and task.index > 1 else "all"
-        self.model.begin_task(task.index, task.num_classes, pick=pick)
+        self.model.begin_task(task.index, task.num_classes, pick=pick, head=task.data.head)
 
     # ------------------------------------------------------------------- phases
     def make_optimizer(self, lr: float, lr_mask: float = 0.0) -> OptimizerGroup:

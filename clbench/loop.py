@@ -21,8 +21,8 @@ with warnings.catch_warnings():
     # qpsolvers (imported by avalanche for GEM) warns that no QP solver is installed; clbench
     # never uses GEM, so the warning is noise.
     warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
-    from avalanche.benchmarks import benchmark_from_datasets, task_incremental_benchmark
-    from avalanche.benchmarks.utils import as_classification_dataset
+    from avalanche.benchmarks import benchmark_from_datasets, with_task_labels
+    from avalanche.benchmarks.utils import ConstantSequence, TaskLabels, as_classification_dataset
     from avalanche.core import SupervisedPlugin
     from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.models import MultiTaskModule
@@ -35,23 +35,33 @@ if TYPE_CHECKING:
     from clbench.benchmark import TaskData
     from clbench.strategy import FitResult, Strategy, Task
 
-_ACC_KEY = re.compile(r"Top1_Acc_Exp/eval_phase/(\w+?)_stream/Task(\d+)/Exp(\d+)")
+_ACC_KEY = re.compile(r"Top1_Acc_Exp/eval_phase/(\w+?)_stream/Task(\d+)/Exp\d+")
 
 
 class NonFiniteLossError(ClbenchError):
     """The training loss became NaN or infinite."""
 
 
-def build_scenario(tasks: Sequence[TaskData]) -> Any:
-    """A task-incremental Avalanche benchmark with ``train``, ``valid`` and ``test`` streams.
+def build_scenario(tasks: Sequence[TaskData]) -> dict[str, dict[int, Any]]:
+    """Avalanche experiences per split and task index (from 1): ``{"train": {1: exp, ...}, ...}``.
 
-    Experience i of every stream is task i (Avalanche's 0-based task label; clbench numbers
-    tasks from 1 in its results).
+    Every dataset carries its task label (Avalanche's are 0-based: task i has label i − 1),
+    set explicitly because verification tasks have no classification ``valid``/``test`` data
+    (clbench scores their pairs itself), so stream positions and task indices can differ.
     """
-    streams = {
-        split: [as_classification_dataset(getattr(t, split)) for t in tasks] for split in ("train", "valid", "test")
-    }
-    return task_incremental_benchmark(benchmark_from_datasets(**streams))
+    result: dict[str, dict[int, Any]] = {}
+    for split in ("train", "valid", "test"):
+        indices = [i for i, t in enumerate(tasks, start=1) if split == "train" or t.kind == "classification"]
+        datasets = [_labelled(getattr(tasks[i - 1], split), i - 1) for i in indices]
+        stream = with_task_labels(benchmark_from_datasets(**{split: datasets})).streams[split]
+        result[split] = {i: stream[pos] for pos, i in enumerate(indices)}
+    return result
+
+
+def _labelled(dataset: Any, task_label: int) -> Any:
+    data = as_classification_dataset(dataset)
+    labels = TaskLabels(ConstantSequence(task_label, len(data)))
+    return data.update_data_attribute(name="targets_task_labels", new_value=labels)
 
 
 class TaskRoutedModel(MultiTaskModule):
@@ -184,6 +194,7 @@ def fit(
     *,
     optimizer: Any,
     schedulers: Sequence[Any],
+    criterion: nn.Module,
     epochs: int,
     batch_size: int,
     phase: str,
@@ -204,6 +215,7 @@ def fit(
     loop = Loop(
         model=TaskRoutedModel(strategy.model),
         optimizer=optimizer,
+        criterion=criterion,
         train_mb_size=batch_size,
         train_epochs=epochs,
         eval_mb_size=batch_size,
@@ -223,7 +235,8 @@ def fit(
 
 
 def evaluate(strategy: Strategy, tasks: Sequence[Task], split: str, batch_size: int) -> dict[int, float]:
-    """Task-aware top-1 accuracy of each task on ``split``, read from Avalanche's evaluator."""
+    """Task-aware top-1 accuracy of each (classification) task on ``split``, read from
+    Avalanche's evaluator."""
     if not tasks:
         return {}
     exps = [getattr(t, f"{split}_exp") for t in tasks]
@@ -240,7 +253,7 @@ def evaluate(strategy: Strategy, tasks: Sequence[Task], split: str, batch_size: 
     for key, value in metrics.items():
         match = _ACC_KEY.fullmatch(key)
         if match and match.group(1) == split:
-            found[int(match.group(3)) + 1] = float(value)
+            found[int(match.group(2)) + 1] = float(value)
     missing = [t.index for t in tasks if t.index not in found]
     if missing:
         raise RuntimeError(f"Avalanche reported no {split} accuracy for tasks {missing}: {sorted(metrics)}")

@@ -93,10 +93,10 @@ def run(spec: RunSpec, plugins: Plugins) -> RunState:
     task_data = benchmark.load_tasks()
     if not task_data:
         raise UsageError(f"benchmark {spec.benchmark!r} produced no tasks")
-    scenario = build_scenario(task_data)
+    exps = build_scenario(task_data)
     state.tasks = [
-        Task(i + 1, data, scenario.train_stream[i], scenario.valid_stream[i], scenario.test_stream[i])
-        for i, data in enumerate(task_data)
+        Task(i, data, exps["train"][i], exps["valid"].get(i), exps["test"].get(i))
+        for i, data in enumerate(task_data, start=1)
     ]
     context = StrategyContext(
         device=device,
@@ -118,9 +118,10 @@ def run(spec: RunSpec, plugins: Plugins) -> RunState:
         strategy.learn_task(task)
         seen = state.tasks[: task.index]
         rows = []
-        for split, metric in (("test", "accuracy"), ("valid", "val_accuracy")):
-            for index, acc in strategy.evaluate(seen, split).items():
-                rows.append(writer.add(task.index, index, metric, acc))
+        for split, prefix in (("test", ""), ("valid", "val_")):
+            for index, scores in strategy.evaluate_all(seen, split).items():
+                for metric, value in scores.items():
+                    rows.append(writer.add(task.index, index, prefix + metric, value))
         for name, value in strategy.task_records(task).items():
             rows.append(writer.add(task.index, task.index, name, value))
         for phase, seconds in context.phase_seconds.items():

@@ -54,13 +54,14 @@ class TrainConfig:
 
 @dataclass
 class Task:
-    """A task as a strategy sees it: 1-based index, its data and its Avalanche experiences."""
+    """A task as a strategy sees it: 1-based index, its data and its Avalanche experiences
+    (``valid_exp``/``test_exp`` are None for verification tasks, scored by clbench itself)."""
 
     index: int
     data: TaskData
     train_exp: Any
-    valid_exp: Any
-    test_exp: Any
+    valid_exp: Any = None
+    test_exp: Any = None
 
     @property
     def name(self) -> str:
@@ -69,6 +70,18 @@ class Task:
     @property
     def num_classes(self) -> int:
         return self.data.num_classes
+
+    @property
+    def kind(self) -> str:
+        return self.data.kind
+
+    def criterion(self) -> nn.Module:
+        """The training loss: cross-entropy, or the cosine-margin loss of verification tasks."""
+        from torch import nn
+
+        from clbench.nn.heads import MarginCrossEntropy
+
+        return MarginCrossEntropy() if self.kind == "verification" else nn.CrossEntropyLoss()
 
 
 @dataclass
@@ -130,7 +143,7 @@ class Strategy:
         self.after_task(task)
 
     def before_task(self, task: Task) -> None:
-        self.model.begin_task(task.index, task.num_classes)
+        self.model.begin_task(task.index, task.num_classes, head=task.data.head)
 
     def pick(self, task: Task) -> None:
         """Choose which earlier tasks' weights the new task may use (no-op by default)."""
@@ -173,6 +186,7 @@ class Strategy:
             task,
             optimizer=optimizer,
             schedulers=schedulers,
+            criterion=task.criterion(),
             epochs=epochs,
             batch_size=self.config.batch_size,
             phase=phase,
@@ -200,10 +214,23 @@ class Strategy:
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, tasks: Sequence[Task], split: str = "test") -> dict[int, float]:
-        """Accuracy per task index on ``split`` (``"test"`` or ``"valid"``)."""
+        """The primary metric (accuracy) per task index on ``split`` (``"test"`` or ``"valid"``)."""
+        return {index: scores["accuracy"] for index, scores in self.evaluate_all(tasks, split).items()}
+
+    def evaluate_all(self, tasks: Sequence[Task], split: str = "test") -> dict[int, dict[str, float]]:
+        """Every metric per task: classification through Avalanche's evaluator, verification
+        by clbench's pair scoring (accuracy and its std over folds)."""
+        from clbench import verification
         from clbench.loop import evaluate
 
-        return evaluate(self, tasks, split, batch_size=self.config.eval_batch_size)
+        batch = self.config.eval_batch_size
+        classified = [t for t in tasks if t.kind == "classification"]
+        scores = {i: {"accuracy": acc} for i, acc in evaluate(self, classified, split, batch_size=batch).items()}
+        for task in tasks:
+            if task.kind == "verification":
+                pairs = getattr(task.data, split)
+                scores[task.index] = verification.evaluate(self.model, task.index, pairs, self.context.device, batch)
+        return scores
 
     # --------------------------------------------------------------- helpers
     def timed(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:

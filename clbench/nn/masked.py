@@ -54,6 +54,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from clbench.nn.heads import make_head
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "PICK_INIT",
@@ -693,6 +695,7 @@ class TaskInfo:
     pick: str
     in_features: int
     finished: bool = False
+    head: str = "linear"  # "linear" or "cosine" (see clbench.nn.heads)
 
 
 class MaskedNet(nn.Module):
@@ -771,17 +774,13 @@ class MaskedNet(nn.Module):
                 f"MaskedNet.{method}() needs state {needed.name}, but the net is {self.state.name}: {hint}"
             )
 
-    def _new_head(self, in_features: int, num_classes: int) -> nn.Linear:
-        device = next(self.backbone.parameters()).device
-        head = nn.Linear(in_features, num_classes, device=device)
-        # Upstream `add_dataset` init (models/vgg.py).
-        nn.init.normal_(head.weight, 0.0, 0.01)
-        nn.init.zeros_(head.bias)
-        return head
+    def _new_head(self, in_features: int, num_classes: int, kind: str = "linear") -> nn.Linear:
+        return make_head(kind, in_features, num_classes, device=next(self.backbone.parameters()).device)
 
     # ----------------------------------------------------------- lifecycle
-    def begin_task(self, task: int, num_classes: int, pick: str = "learn") -> None:
-        """Open task ``task``: it claims every free weight and gets fresh per-task state and head."""
+    def begin_task(self, task: int, num_classes: int, pick: str = "learn", head: str = "linear") -> None:
+        """Open task ``task``: it claims every free weight and gets fresh per-task state and head
+        (``head``: "linear" classifier, or "cosine" for margin-loss embeddings)."""
         self._guard("begin_task", self.State.IDLE)
         if pick not in PICK_MODES:
             raise ValueError(f"pick must be one of {PICK_MODES}, got {pick!r}")
@@ -794,8 +793,8 @@ class MaskedNet(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         for _, module in self._task_modules():
             module._begin(task, pick)
-        self.heads[str(task)] = self._new_head(self.out_features, num_classes)
-        self.tasks[task] = TaskInfo(num_classes, pick, self.out_features)
+        self.heads[str(task)] = self._new_head(self.out_features, num_classes, head)
+        self.tasks[task] = TaskInfo(num_classes, pick, self.out_features, head=head)
         self.training_task = task
         self.active_task = task
         self._broadcast()
@@ -824,6 +823,12 @@ class MaskedNet(nn.Module):
         if task is None:
             raise StateError("no active task: call begin_task() or activate() first")
         return self.heads[str(task)](self.backbone(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """The active task's backbone features (the embedding of a verification task)."""
+        if self.active_task is None:
+            raise StateError("no active task: call begin_task() or activate() first")
+        return self.backbone(x)
 
     # ----------------------------------------------------------- training
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -920,9 +925,10 @@ class MaskedNet(nn.Module):
         if task is not None:
             old_head = self.heads[str(task)]
             assert isinstance(old_head, nn.Linear)
-            head = self._new_head(self.out_features, old_head.out_features)
+            head = self._new_head(self.out_features, old_head.out_features, self.tasks[task].head)
             _copy_top_left(head.weight, old_head.weight.detach())
-            _copy_top_left(head.bias, old_head.bias.detach())
+            if old_head.bias is not None:
+                _copy_top_left(head.bias, old_head.bias.detach())
             head.train(self.training)
             self.heads[str(task)] = head
             self.tasks[task].in_features = self.out_features
@@ -937,7 +943,13 @@ class MaskedNet(nn.Module):
             "training_task": self.training_task,
             "active_task": self.active_task,
             "tasks": {
-                k: {"num_classes": i.num_classes, "pick": i.pick, "in_features": i.in_features, "finished": i.finished}
+                k: {
+                    "num_classes": i.num_classes,
+                    "pick": i.pick,
+                    "in_features": i.in_features,
+                    "finished": i.finished,
+                    "head": i.head,
+                }
                 for k, i in self.tasks.items()
             },
             "modules": {name: module._structure() for name, module in self._task_modules()},
@@ -955,7 +967,13 @@ class MaskedNet(nn.Module):
         self.training_task = state["training_task"]
         self.active_task = state["active_task"]
         self.tasks = {
-            int(k): TaskInfo(int(v["num_classes"]), str(v["pick"]), int(v["in_features"]), bool(v["finished"]))
+            int(k): TaskInfo(
+                int(v["num_classes"]),
+                str(v["pick"]),
+                int(v["in_features"]),
+                bool(v["finished"]),
+                str(v.get("head", "linear")),
+            )
             for k, v in state["tasks"].items()
         }
         modules = dict(self._task_modules())
@@ -965,7 +983,7 @@ class MaskedNet(nn.Module):
             module._rebuild(state["modules"][name], self.training_task)
         self.heads = nn.ModuleDict()
         for task, info in self.tasks.items():
-            head = self._new_head(info.in_features, info.num_classes)
+            head = self._new_head(info.in_features, info.num_classes, info.head)
             head.requires_grad_(not info.finished)
             head.train(self.training)
             self.heads[str(task)] = head

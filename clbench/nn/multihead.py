@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from clbench.nn.heads import make_head
+
 
 class MultiHeadNet(nn.Module):
     """Shared backbone (every weight trains on every task) and a new linear head per task.
@@ -22,9 +24,9 @@ class MultiHeadNet(nn.Module):
         self.active_task = 0
         self.training_task = 0
 
-    def begin_task(self, task: int, num_classes: int, **_: object) -> None:
+    def begin_task(self, task: int, num_classes: int, head: str = "linear", **_: object) -> None:
         device = next(self.backbone.parameters()).device
-        self.heads[str(task)] = nn.Linear(self.backbone.out_features, num_classes).to(device)
+        self.heads[str(task)] = make_head(head, self.backbone.out_features, num_classes, device=device)
         self.training_task = self.active_task = task
 
     def activate(self, task: int) -> None:
@@ -41,3 +43,7 @@ class MultiHeadNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads[str(self.active_task)](self.backbone(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features: the embedding of a verification task."""
+        return self.backbone(x)

@@ -56,7 +56,7 @@ def test_existing_results_are_never_silently_overwritten(finished_run, capsys):
 
 
 def test_table_command(finished_run, capsys):
-    assert main(["table", str(finished_run), str(finished_run)]) == 0
+    assert main(["table", "--per-run", str(finished_run), str(finished_run)]) == 0
     out = capsys.readouterr().out
     assert out.count("| finetune") == 2 and "mean" in out
 
@@ -70,7 +70,7 @@ def test_config_file_feeds_back(finished_run, tmp_path, capsys):
     ("argv", "message"),
     [
         (["run", "--strategy", "nope"], "unknown strategy 'nope'; available: cpg, finetune, individual, packnet, pae"),
-        (["run", "--benchmark", "nope"], "unknown benchmark 'nope'; available: digits"),
+        (["run", "--benchmark", "nope"], "unknown benchmark 'nope'; available: cifar100_20, digits,"),
         (["run", "--finetune.lr", "fast"], "finetune.lr: expected float, got 'fast'"),
         (["run", "--epochs", "-3"], "run.epochs must be >= 0"),
         (["run", "--recipe", "huge"], "no recipe 'huge'; available: default, tiny"),

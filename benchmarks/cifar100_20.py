@@ -1,0 +1,148 @@
+"""CIFAR-100 as 20 tasks, one per super-class, on the CIFAR VGG16-BN (the CPG paper's experiment 1).
+
+Cite: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009 (CIFAR-100);
+the 20-task split, recipe and backbone of ivclab/CPG ``experiment1/`` (ALGORITHMS.md §1.9):
+tasks are the 20 super-classes in alphabetical order (aquatic_mammals … vehicles_2), 5 fine
+classes each, read from the cifar2png ``cifar100superclass`` folder tree the original code reads
+with ``ImageFolder``, or from torchvision's official ``cifar-100-python`` files.
+
+Per-task normalisation (mean/std of the task's training images) and RandomCrop(32, padding 4) +
+horizontal flip, as the original. Deviation: a class-stratified validation split is carved from
+each task's training images for goal checks and model choices; the original used the test set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from clbench.benchmark import Benchmark, BenchmarkConfig, TaskData
+from clbench.config import check
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+SPLIT_SEED = 0  # the validation carve never depends on the run's seed
+
+
+@dataclass(frozen=True)
+class Cifar100_20Config(BenchmarkConfig):
+    source: str = "auto"  # "superclass" (cifar2png tree), "python" (torchvision files) or "auto"
+    download: bool = False  # let torchvision download the official files (needs internet)
+    valid_fraction: float = 0.1  # per class, of the 500 training images (clbench: the original validated on test)
+    num_tasks: int | None = None  # only the first N super-classes (quick runs); None: all 20
+    train_limit: int | None = None  # at most N training images per task, class-stratified (quick CPU runs)
+
+    def __post_init__(self) -> None:
+        section = "cifar100_20"
+        check(
+            self.source in ("auto", "superclass", "python"),
+            section,
+            "source",
+            "auto, superclass or python",
+            self.source,
+        )
+        check(0 < self.valid_fraction < 1, section, "valid_fraction", "in (0, 1)", self.valid_fraction)
+        check(self.num_tasks is None or 1 <= self.num_tasks <= 20, section, "num_tasks", "in 1..20", self.num_tasks)
+        check(self.train_limit is None or self.train_limit >= 10, section, "train_limit", ">= 10", self.train_limit)
+
+
+# CPU-sized schedules with the original structure; `paper` is every strategy's own default.
+_SMALL_PACKING = {
+    "prune_stages": (0.5, 0.8),
+    "prune_epochs": 1,
+    "prune_interval": 1,
+    "prune_frequency": 5,
+    "min_train_accuracy": 0.0,
+}
+
+
+class Cifar100_20(Benchmark):
+    """CIFAR-100 (re-split) as 20 super-class tasks of 5 classes on VGG16-BN (CPG experiment 1)."""
+
+    name = "cifar100_20"
+    Config = Cifar100_20Config
+    default_recipe = "paper"
+    recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "paper": {},
+        "small": {
+            "*": {"epochs": 1, "lr_milestones": (), "batch_size": 64, "eval_batch_size": 200},
+            "packnet": {"post_prune_epochs": 1, "post_prune_milestones": ()},
+            "pae": _SMALL_PACKING,
+            "cpg": {**_SMALL_PACKING, "retrain_epochs": 1, "retrain_patience": 1},
+        },
+    }
+
+    def load_tasks(self) -> list[TaskData]:
+        import numpy as np
+        from torchvision.transforms import v2
+
+        from clbench.datasets.arrays import ArrayDataset, channel_stats, split_validation
+        from clbench.datasets.errors import DataError
+
+        cfg: Cifar100_20Config = self.config  # type: ignore[assignment]
+        if cfg.data_root is None and not cfg.download:
+            raise DataError(
+                "cifar100_20 needs --data-root DIR: a cifar2png super-class tree (DIR/train/<superclass>/<class>/"
+                "*.png and DIR/test/...) or the folder holding torchvision's cifar-100-python/"
+            )
+        root = Path(cfg.data_root or ".").expanduser()
+        train, test = self._read(root)
+        names = list(train)[: cfg.num_tasks]
+        augment = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
+        tasks = []
+        for name in names:
+            images, labels, classes = train[name]
+            keep, valid = split_validation(labels, cfg.valid_fraction, SPLIT_SEED)
+            if cfg.train_limit is not None and len(keep) > cfg.train_limit:
+                fraction = 1 - cfg.train_limit / len(keep)
+                kept, _ = split_validation(labels[keep], fraction, SPLIT_SEED)
+                keep = keep[kept]
+            train_images = np.asarray(images[keep])
+            mean, std = channel_stats(train_images)  # per-task normalisation, as the original
+            test_images, test_labels, _ = test[name]
+            tasks.append(
+                TaskData(
+                    name=name,
+                    class_names=list(classes),
+                    train=ArrayDataset(train_images, labels[keep], augment, mean, std),
+                    valid=ArrayDataset(np.asarray(images[valid]), labels[valid], None, mean, std),
+                    test=ArrayDataset(test_images, test_labels, None, mean, std),
+                )
+            )
+        return tasks
+
+    def _read(self, root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        from clbench.datasets.errors import DataError
+        from clbench.datasets.folders import load_cifar100_python, load_superclass_split
+
+        cfg: Cifar100_20Config = self.config  # type: ignore[assignment]
+        if cfg.source in ("auto", "superclass"):
+            try:
+                return load_superclass_split(root, "train"), load_superclass_split(root, "test")
+            except DataError:
+                if cfg.source == "superclass":
+                    raise
+                log.info("no super-class tree under %s; trying torchvision's cifar-100-python files", root)
+        try:
+            return (
+                load_cifar100_python(root, "train", download=cfg.download),
+                load_cifar100_python(root, "test", download=cfg.download),
+            )
+        except DataError as exc:
+            if cfg.source == "python":
+                raise
+            raise DataError(
+                f"no CIFAR-100 data under {root}: neither the cifar2png super-class tree "
+                f"({root}/train/<superclass>/<class>/*.png, {root}/test/...) nor torchvision's "
+                f"cifar-100-python/ files were found ({exc})"
+            ) from None
+
+    def backbone(self, width: float = 1.0) -> nn.Module:
+        from clbench.nn.backbones import vgg16_bn_cifar
+
+        return vgg16_bn_cifar(width)

@@ -1,0 +1,359 @@
+"""Comparison tables over finished runs: per run, or mean ± std over seeds; Markdown, CSV, LaTeX.
+
+A *group* is the set of runs that share strategy, benchmark and resolved configuration
+(``config.toml``) apart from the seed: the runs whose spread is seed noise and nothing else.
+Numbers come from ``metrics.csv`` through the definitions in :mod:`clbench.results` (final
+per-task accuracy, its unweighted mean, forgetting, BWT); model size and parameters are the
+strategy's own records after the last task; wall time comes from ``summary.json``.
+
+The std is the sample standard deviation (``n − 1``) over the runs of a group, so it is
+undefined (shown blank) for a single run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clbench import results
+from clbench.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMATS = ("md", "csv", "latex")
+KEY_COLUMNS = ("strategy", "benchmark", "config")
+
+# The size accounting differs between model families; the table says so under itself.
+FOOTNOTES = (
+    "Accuracy: task-aware top-1 (%) on each task's test split after the last task, R[T, i]; "
+    "mean = unweighted mean over tasks (the CPG paper's Avg). "
+    "forgetting / bwt (%): definitions in docs/results.md (forgetting = best earlier accuracy − final; "
+    "bwt = final − accuracy right after learning).",
+    "± = sample std (n − 1) over seeds, among runs with the same strategy, benchmark and config.toml "
+    "apart from the seed; n = number of such runs.",
+    "size_mb / params: what the strategy records after the last task. Packing strategies (packnet, pae, "
+    "cpg): 4 bytes per weight of the shared masked layers + 1 byte per weight for the owner mask + "
+    "per-task state (BN, biases, heads, packed pick masks); params = weights of the masked layers, "
+    "growth included. Baselines: every parameter and buffer at its element size (individual: all T "
+    "networks; finetune: one backbone + T heads); params = all parameters.",
+    "wall_s: wall-clock seconds of the whole run (training, pruning, evaluation), from summary.json.",
+)
+
+
+# ------------------------------------------------------------------------------ runs
+@dataclass
+class Run:
+    """One finished run directory, loaded."""
+
+    path: Path
+    strategy: str
+    benchmark: str
+    seed: int
+    config: dict[str, Any]  # config.toml without run.seed: what the group key is made of
+    metrics: pd.DataFrame = field(repr=False)
+    summary: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def recipe(self) -> str:
+        return str(self.config.get("run", {}).get("recipe", "?"))
+
+    @property
+    def config_id(self) -> str:
+        """Short hash of the config without the seed (stable across Python versions)."""
+        text = json.dumps(self.config, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+    @property
+    def group_key(self) -> tuple[str, str, str]:
+        return (self.strategy, self.benchmark, self.config_id)
+
+
+def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
+    """Run directories named by ``paths``: a run directory itself, or a folder holding runs
+    anywhere below it (so ``clbench table runs/`` works). Order kept; a run named twice is listed
+    twice (the per-run view shows what was asked for; groups count it once)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / results.METRICS_FILE).is_file() or not path.is_dir():
+            found.append(path)  # load_metrics reports a missing path in one clear line
+            continue
+        below = sorted(p.parent for p in path.rglob(results.METRICS_FILE))
+        if not below:
+            raise UsageError(
+                f"{path} is not a clbench run directory: {results.METRICS_FILE} not found there or below it"
+            )
+        found.extend(below)
+    return found
+
+
+def load_run(run_dir: Path) -> Run:
+    run_dir = Path(run_dir)
+    metrics = results.load_metrics(run_dir)
+    if metrics.empty:
+        raise UsageError(f"{run_dir / results.METRICS_FILE} holds no rows (did the run stop before task 1?)")
+    config: dict[str, Any] = {}
+    config_path = run_dir / results.CONFIG_FILE
+    if config_path.is_file():
+        try:
+            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{config_path} is not valid TOML: {exc}") from None
+    config.get("run", {}).pop("seed", None)  # the one thing that may differ inside a group
+    first = metrics.iloc[0]
+    return Run(
+        path=run_dir,
+        strategy=str(first["strategy"]),
+        benchmark=str(first["benchmark"]),
+        seed=int(first["seed"]),
+        config=config,
+        metrics=metrics,
+        summary=results.load_summary(run_dir),
+    )
+
+
+def load_runs(paths: Iterable[Path]) -> list[Run]:
+    return [load_run(p) for p in find_run_dirs(paths)]
+
+
+def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str, str], list[Run]]:
+    """Runs by (strategy, benchmark, config id), in order of first appearance; each directory once."""
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    seen: set[Path] = set()
+    for run in runs:
+        where = run.path.resolve()
+        if where in seen:
+            continue  # the same directory twice is one run, not two seeds: std would be wrong
+        seen.add(where)
+        groups.setdefault(run.group_key, []).append(run)
+    return groups
+
+
+def group_labels(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
+    """A readable name per group: the recipe, plus the settings that set it apart from the other
+    groups of the same strategy, benchmark and recipe (``tiny (lr=0.0)``)."""
+    groups = group_runs(runs)
+    flat = {key: _flatten(members[0].config) for key, members in groups.items()}
+    labels = {}
+    for key, members in groups.items():
+        label = members[0].recipe
+        # Settings a recipe implies are not news: compare only with groups of the same recipe.
+        siblings = [k for k in groups if k[:2] == key[:2] and groups[k][0].recipe == label]
+        if len(siblings) > 1:
+            keys = sorted({name for k in siblings for name in flat[k]})
+            differing = [n for n in keys if len({repr(flat[k].get(n)) for k in siblings}) > 1]
+            shown = [f"{_short(n, key[0])}={_show(flat[key].get(n))}" for n in differing]
+            if len(shown) > 3:
+                shown = [*shown[:3], "…"]
+            label += f" ({', '.join(shown)})" if shown else f" [{key[2]}]"
+        labels[key] = label
+    return labels
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[prefix + name] = value
+    return flat
+
+
+def _short(name: str, strategy: str) -> str:
+    # "cpg.lr" reads as "lr" in a row that already says cpg.
+    return name.removeprefix(f"{strategy}.")
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "unset"
+    text = str(value)
+    # Long values (file paths) keep their distinctive tail: ".../individual-s0/goals.csv".
+    return text if len(text) <= 32 else "…" + text[-31:]
+
+
+# ------------------------------------------------------------------------- records
+def run_record(run: Run) -> dict[str, Any]:
+    """The numbers of one run: final per-task accuracy (%) as T1…Tn, mean, forgetting, BWT,
+    parameters, size and wall time."""
+    matrix = results.accuracy_matrix(run.metrics)
+    record: dict[str, Any] = {}
+    for task, acc in results.final_accuracies(matrix).items():
+        record[f"T{int(task)}"] = 100 * float(acc)
+    stats = results.summarize(run.metrics)
+    record["mean"] = 100 * stats["mean_accuracy"]
+    record["forgetting"] = 100 * stats["forgetting"]
+    record["bwt"] = 100 * stats["bwt"]
+    for metric, column in (("parameters", "params"), ("model_size_mb", "size_mb")):
+        rows = run.metrics[run.metrics["metric"] == metric]
+        record[column] = float(rows.sort_values("trained_task")["value"].iloc[-1]) if len(rows) else math.nan
+    record["wall_s"] = float(run.summary.get("wall_seconds", math.nan))
+    return record
+
+
+def _task_sort_key(column: str) -> tuple[int, int]:
+    return (0, int(column[1:])) if column[:1] == "T" and column[1:].isdigit() else (1, 0)
+
+
+def _value_columns(records: Iterable[dict[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    tasks = sorted((n for n in names if _task_sort_key(n)[0] == 0), key=_task_sort_key)
+    return tasks + [n for n in names if _task_sort_key(n)[0] == 1]
+
+
+@dataclass
+class Table:
+    """A comparison table: key columns, value columns and (for seed groups) their std."""
+
+    frame: pd.DataFrame  # key columns, n/seeds, then value columns (mean over the group)
+    values: list[str]  # the value columns, in order
+    std: pd.DataFrame | None = None  # same value columns: std over the group (NaN for n = 1)
+    keys: list[str] = field(default_factory=list)
+
+
+def per_run_table(runs: Sequence[Run]) -> Table:
+    """One row per run."""
+    import pandas as pd
+
+    labels = group_labels(runs)
+    records = [run_record(run) for run in runs]
+    values = _value_columns(records)
+    rows = [
+        {"strategy": r.strategy, "benchmark": r.benchmark, "config": labels[r.group_key], "seed": r.seed, **rec}
+        for r, rec in zip(runs, records, strict=True)
+    ]
+    frame = pd.DataFrame(rows, columns=[*KEY_COLUMNS, "seed", *values])
+    return Table(frame=frame, values=values, keys=[*KEY_COLUMNS, "seed"])
+
+
+def seed_table(runs: Sequence[Run]) -> Table:
+    """One row per group of runs that differ only in their seed: mean and std of every value."""
+    import pandas as pd
+
+    labels = group_labels(runs)
+    groups = group_runs(runs)
+    per_group = {key: [run_record(r) for r in members] for key, members in groups.items()}
+    values = _value_columns(rec for recs in per_group.values() for rec in recs)
+    mean_rows, std_rows = [], []
+    for key, members in groups.items():
+        block = pd.DataFrame(per_group[key], columns=values, dtype=float)
+        head = {
+            "strategy": key[0],
+            "benchmark": key[1],
+            "config": labels[key],
+            "n": len(members),
+            "seeds": " ".join(str(s) for s in sorted(r.seed for r in members)),
+        }
+        # skipna: a column one run lacks (a task it never reached) still averages the others.
+        mean_rows.append({**head, **block.mean(skipna=True).to_dict()})
+        std_rows.append(block.std(ddof=1, skipna=True).to_dict() if len(block) > 1 else dict.fromkeys(values))
+    keys = [*KEY_COLUMNS, "n", "seeds"]
+    frame = pd.DataFrame(mean_rows, columns=[*keys, *values])
+    std = pd.DataFrame(std_rows, columns=values, dtype=float)
+    return Table(frame=frame, values=values, std=std, keys=keys)
+
+
+# ------------------------------------------------------------------------ rendering
+def _format_number(column: str, value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column == "params":
+        return f"{value:,.0f}"
+    if column == "size_mb":
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    if column == "wall_s":
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def formatted_rows(table: Table, pm: str) -> list[list[str]]:
+    """Formatted rows: keys as text, values as ``mean ± std`` (std only where it is defined)."""
+    rows = []
+    for i, row in table.frame.reset_index(drop=True).iterrows():
+        cells = [str(row[k]) for k in table.keys]
+        for column in table.values:
+            text = _format_number(column, row[column])
+            if table.std is not None and text:
+                spread = table.std.iloc[i][column]
+                if spread is not None and not math.isnan(spread):
+                    text += f"{pm}{_format_number(column, spread)}"
+            cells.append(text)
+        rows.append(cells)
+    return rows
+
+
+def to_markdown(table: Table, footnotes: bool = True) -> str:
+    from tabulate import tabulate
+
+    header = [*table.keys, *table.values]
+    numeric = ("left",) * len(table.keys) + ("right",) * len(table.values)
+    text = tabulate(
+        formatted_rows(table, " ± "), headers=header, tablefmt="pipe", colalign=numeric, disable_numparse=True
+    )
+    if footnotes:
+        text += "\n\n" + "\n".join(f"{i}. {note}" for i, note in enumerate(FOOTNOTES, 1))
+    return text
+
+
+def to_csv(table: Table) -> str:
+    """Machine-readable: raw numbers, the std of a value ``X`` in column ``X_std``."""
+    frame = table.frame.copy()
+    if table.std is not None:
+        for column in table.values:
+            frame.insert(frame.columns.get_loc(column) + 1, f"{column}_std", table.std[column].to_numpy())
+    return frame.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "…": r"\dots{}",
+    "±": r"$\pm$",
+    "−": "-",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(table: Table, footnotes: bool = True) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); footnotes as comments above it."""
+    header = [*table.keys, *table.values]
+    spec = "l" * len(table.keys) + "r" * len(table.values)
+    lines = []
+    if footnotes:
+        lines += [f"% {latex_escape(note)}" for note in FOOTNOTES]
+    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(map(latex_escape, header)) + r" \\"]
+    lines.append(r"\midrule")
+    for cells in formatted_rows(table, " ± "):
+        lines.append(" & ".join(latex_escape(c) for c in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def render(table: Table, fmt: str, footnotes: bool = True) -> str:
+    if fmt == "md":
+        return to_markdown(table, footnotes)
+    if fmt == "csv":
+        return to_csv(table)
+    if fmt == "latex":
+        return to_latex(table, footnotes)
+    raise UsageError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
