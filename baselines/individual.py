@@ -65,6 +65,14 @@ def _separate_networks(factory: Callable[[float], nn.Module]) -> nn.Module:
         def trainable_parameters(self) -> Iterator[nn.Parameter]:
             return self.nets[str(self.training_task)].trainable_parameters()
 
+        def get_extra_state(self) -> dict[str, Any]:
+            return {"tasks": list(self.nets), "active_task": self.active_task, "training_task": self.training_task}
+
+        def set_extra_state(self, state: dict[str, Any]) -> None:
+            # Empty networks to load into; each one's own extra state rebuilds its heads.
+            self.nets = nn.ModuleDict({k: MultiHeadNet(factory) for k in state["tasks"]})
+            self.active_task, self.training_task = state["active_task"], state["training_task"]
+
         def forward(self, x: Any) -> Any:
             return self.nets[str(self.active_task)](x)
 
@@ -92,6 +100,12 @@ class Individual(Strategy):
     def before_task(self, task: Task) -> None:
         super().before_task(task)
         self.model.to(self.context.device)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"goals": dict(getattr(self, "_goals", {}))}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._goals = dict(state["goals"])
 
     def after_task(self, task: Task) -> None:
         super().after_task(task)

@@ -92,6 +92,13 @@ class Cifar100_20(Benchmark):
             )
         root = Path(cfg.data_root or ".").expanduser()
         train, test = self._read(root)
+        for split, data in (("train", train), ("test", test)):
+            for name, (images, _, _) in data.items():
+                if tuple(images.shape[1:]) != (32, 32, 3):
+                    raise DataError(
+                        f"CIFAR-100 images are 32x32 RGB, but {split}/{name} under {root} holds "
+                        f"{images.shape[2]}x{images.shape[1]} images with {images.shape[3]} channel(s)"
+                    )
         names = list(train)[: cfg.num_tasks]
         augment = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
         tasks = []
@@ -121,13 +128,10 @@ class Cifar100_20(Benchmark):
         from clbench.datasets.folders import load_cifar100_python, load_superclass_split
 
         cfg: Cifar100_20Config = self.config  # type: ignore[assignment]
-        if cfg.source in ("auto", "superclass"):
-            try:
-                return load_superclass_split(root, "train"), load_superclass_split(root, "test")
-            except DataError:
-                if cfg.source == "superclass":
-                    raise
-                log.info("no super-class tree under %s; trying torchvision's cifar-100-python files", root)
+        tree = (root / "train").is_dir() or (root / "cifar100" / "train").is_dir()
+        if cfg.source == "superclass" or (cfg.source == "auto" and tree):
+            # A tree that is there but broken is reported as such, not hidden by the fallback.
+            return load_superclass_split(root, "train"), load_superclass_split(root, "test")
         try:
             return (
                 load_cifar100_python(root, "train", download=cfg.download),

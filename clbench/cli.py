@@ -20,7 +20,7 @@ from typing import Any
 
 from clbench import __version__
 from clbench import config as cfg
-from clbench.errors import ClbenchError, UsageError
+from clbench.errors import ClbenchError, RunInterrupted, UsageError
 
 DEFAULT_STRATEGY = "finetune"
 DEFAULT_BENCHMARK = "digits"
@@ -46,6 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return handlers[command](rest)
+    except RunInterrupted as exc:
+        print(f"clbench: {exc}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as other command-line tools do.
+        sys.stderr.close()
+        return 0
     except ClbenchError as exc:
         print(f"clbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -170,12 +177,19 @@ def _phase_one_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy")
     parser.add_argument("--benchmark")
     parser.add_argument("-c", "--config", type=Path)
+    parser.add_argument("--resume", type=Path)
     parser.add_argument("--plugin", action="append", default=[])
     return parser
 
 
 def _cmd_run(args: Sequence[str]) -> int:
     first, _ = _phase_one_parser().parse_known_args(args)
+    if first.resume is not None:
+        if first.config is not None:
+            raise UsageError("--resume continues a run with its own config.toml; do not also pass -c")
+        first.config = first.resume / "config.toml"
+        if not first.config.is_file():
+            raise UsageError(f"cannot resume {first.resume}: no config.toml there (is it a clbench run directory?)")
     file_layers = _read_config_file(first.config) if first.config else {}
     run_file = file_layers.get("run", {})
     strategy_name = first.strategy or run_file.get("strategy") or DEFAULT_STRATEGY
@@ -221,6 +235,9 @@ def _cmd_run(args: Sequence[str]) -> int:
         benchmark_cls.Config, benchmark_name, [file_layers.get(benchmark_name, {}), bench_flags]
     )
 
+    if first.resume is not None:
+        _check_resume_options(first.resume, run_file, run_opts, strategy_name, benchmark_name)
+
     from clbench.runner import RunSpec, resolved_toml
 
     spec = RunSpec(
@@ -231,8 +248,9 @@ def _cmd_run(args: Sequence[str]) -> int:
         recipe=recipe,
         seed=run_opts.seed,
         device=run_opts.device,
-        out=Path(run_opts.out) if run_opts.out else None,
+        out=first.resume if first.resume is not None else Path(run_opts.out) if run_opts.out else None,
         overwrite=run_opts.overwrite,
+        resume=first.resume is not None,
         quiet=run_opts.quiet,
     )
     if ns.print_config:
@@ -282,6 +300,19 @@ class _RunOptions:
         cfg.check(self.epochs is None or self.epochs >= 0, "run", "epochs", ">= 0", self.epochs)
 
 
+def _check_resume_options(
+    run_dir: Path, saved: dict[str, Any], opts: _RunOptions, strategy: str, benchmark: str
+) -> None:
+    """A resumed run keeps its identity: strategy, benchmark, seed and directory."""
+    for name, now in (("strategy", strategy), ("benchmark", benchmark), ("seed", opts.seed)):
+        if name in saved and saved[name] != now:
+            raise UsageError(f"--resume {run_dir}: the run's {name} is {saved[name]!r}; it cannot change to {now!r}")
+    if opts.out is not None and Path(opts.out) != run_dir:
+        raise UsageError("--resume writes into the run directory itself; do not pass --out")
+    if opts.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+
+
 def _run_parser(
     strategy: str, strategy_config: type, benchmark: str, benchmark_config: type
 ) -> argparse.ArgumentParser:
@@ -308,6 +339,12 @@ def _run_parser(
         default=S,
         metavar="DIR",
         help="results directory (default runs/<benchmark>/<strategy>/<time>-s<seed>)",
+    )
+    general.add_argument(
+        "--resume",
+        default=S,
+        metavar="RUN_DIR",
+        help="continue an interrupted run after its last finished task (other options may change settings)",
     )
     general.add_argument(
         "--overwrite",

@@ -17,3 +17,7 @@ class RegistryError(ClbenchError):
 
 class ResultsExistError(ClbenchError):
     """An output directory already holds results and the user did not ask to replace them."""
+
+
+class RunInterrupted(ClbenchError):
+    """Ctrl-C (SIGINT) during a run: finished tasks are saved and the run can be resumed."""

@@ -256,6 +256,10 @@ class MaskedStrategy(Strategy):
         model = MaskedNet.from_state_dict(state, self.context.backbone_factory).to(device)
         self.model = model
 
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.restore(state["model"])
+        self.load_extra_state(state["extra"])
+
     def validation_accuracy(self, task: Task) -> float:
         return self.evaluate([task], "valid")[task.index]
 
@@ -308,6 +312,11 @@ class GoalDrivenStrategy(MaskedStrategy):
         self._goal: float | None = None
         self._before_prune = (math.nan, math.nan)
         super().before_task(task)
+
+    def validate(self, tasks: Sequence[Task]) -> None:
+        if self.config.goals == "file":
+            for task in tasks:
+                self.goal(task)
 
     def goal(self, task: Task) -> float:
         if self.config.goals == "self":

@@ -220,7 +220,7 @@ def fit(
         train_epochs=epochs,
         eval_mb_size=batch_size,
         device=ctx.device,
-        plugins=[bridge],
+        plugins=[*strategy.avalanche_plugins(), bridge],
         evaluator=_evaluator(),
     )
     try:

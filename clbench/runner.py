@@ -11,7 +11,9 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import platform
 import random
 import resource
@@ -24,9 +26,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clbench import checkpoint, results
 from clbench import config as cfg
-from clbench import results
-from clbench.errors import ResultsExistError, UsageError
+from clbench.errors import ClbenchError, ResultsExistError, RunInterrupted, UsageError
 
 if TYPE_CHECKING:
     from clbench.benchmark import Benchmark
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESULT_FILES = (
+    "resumes.json",
     results.METRICS_FILE,
     results.CONFIG_FILE,
     results.SUMMARY_FILE,
@@ -57,6 +60,7 @@ class RunSpec:
     device: str = "auto"
     out: Path | None = None
     overwrite: bool = False
+    resume: bool = False
     quiet: bool = False
     runs_root: Path = Path("runs")
 
@@ -73,22 +77,29 @@ class RunState:
 
 
 def run(spec: RunSpec, plugins: Plugins) -> RunState:
+    """Run ``spec`` (or continue it, with ``spec.resume``) and write its results directory."""
+    run_dir, created = _prepare_run_dir(spec)
+    with RunLock(run_dir):
+        try:
+            return _run_locked(spec, plugins, run_dir)
+        except BaseException:
+            if created:
+                _remove_if_unstarted(run_dir)
+            raise
+
+
+def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     started = time.perf_counter()
-    run_dir = _prepare_run_dir(spec)
     run_id = f"{spec.benchmark}-{spec.strategy}-{run_dir.name}"
     state = RunState(spec, run_id, run_dir)
-    results.atomic_write_text(run_dir / results.CONFIG_FILE, resolved_toml(spec))
-
-    import torch
 
     device = _pick_device(spec.device)
     _seed_everything(spec.seed)
-    results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, environment(device))
-    plugins.hook.clbench_run_start(run=state)
 
     from clbench.loop import build_scenario
     from clbench.strategy import StrategyContext, Task
 
+    # Everything that can fail on bad input happens before the first file is written.
     benchmark: Benchmark = plugins.benchmarks.get(spec.benchmark)(spec.benchmark_config)
     task_data = benchmark.load_tasks()
     if not task_data:
@@ -109,35 +120,166 @@ def run(spec: RunSpec, plugins: Plugins) -> RunState:
     )
     strategy: Strategy = plugins.strategies.get(spec.strategy)(spec.strategy_config, context)
     state.strategy = strategy
-    writer = results.MetricsWriter(
-        run_dir / results.METRICS_FILE, results.RunKey(run_id, spec.strategy, spec.benchmark, spec.seed)
-    )
-    for task in state.tasks:
-        context.phase_seconds.clear()
-        task_start = time.perf_counter()
-        strategy.learn_task(task)
-        seen = state.tasks[: task.index]
-        rows = []
-        for split, prefix in (("test", ""), ("valid", "val_")):
-            for index, scores in strategy.evaluate_all(seen, split).items():
-                for metric, value in scores.items():
-                    rows.append(writer.add(task.index, index, prefix + metric, value))
-        for name, value in strategy.task_records(task).items():
-            rows.append(writer.add(task.index, task.index, name, value))
-        for phase, seconds in context.phase_seconds.items():
-            rows.append(writer.add(task.index, task.index, f"seconds_{phase}", seconds))
-        rows.append(writer.add(task.index, task.index, "seconds_task", time.perf_counter() - task_start))
-        writer.flush()
-        test_acc = next(r["value"] for r in rows if r["metric"] == "accuracy" and r["eval_task"] == task.index)
-        log.info("task %d/%d %s: test accuracy %.4f", task.index, len(state.tasks), task.name, test_acc)
+    strategy.validate(state.tasks)
+    _check_free_space(run_dir, strategy)
+
+    key = results.RunKey(run_id, spec.strategy, spec.benchmark, spec.seed)
+    writer = results.MetricsWriter(run_dir / results.METRICS_FILE, key)
+    first_task, elapsed_before = 1, 0.0
+    if spec.resume:
+        saved = checkpoint.latest(run_dir)
+        if saved is not None:
+            _check_belongs(saved, spec, run_dir)
+            strategy.load_checkpoint_state(saved.payload["strategy"])
+            checkpoint.set_rng_state(saved.payload["rng"])
+            writer.rows = list(saved.payload["rows"])
+            first_task, elapsed_before = saved.task + 1, float(saved.payload["elapsed"])
+            log.info("resuming %s after task %d of %d", run_dir, saved.task, len(state.tasks))
+        _record_resume(run_dir, spec, first_task)
+    results.atomic_write_text(run_dir / results.CONFIG_FILE, resolved_toml(spec))
+    results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, environment(device))
+    plugins.hook.clbench_run_start(run=state)
+
+    for task in state.tasks[first_task - 1 :]:
+        try:
+            rows = _learn_and_evaluate(state, strategy, task, writer)
+            checkpoint.save(
+                run_dir,
+                task.index,
+                {
+                    "run_id": run_id,
+                    "strategy_name": spec.strategy,
+                    "benchmark": spec.benchmark,
+                    "seed": spec.seed,
+                    "strategy": strategy.checkpoint_state(),
+                    "rng": checkpoint.rng_state(),
+                    "rows": writer.rows,
+                    "elapsed": elapsed_before + time.perf_counter() - started,
+                },
+            )
+        except KeyboardInterrupt:
+            raise RunInterrupted(
+                f"interrupted during task {task.index} ({task.name}); {_saved(task.index)} in {run_dir}; "
+                f"continue with: clbench run --resume {run_dir}"
+            ) from None
+        except ClbenchError as exc:
+            raise type(exc)(f"{exc}; {_saved(task.index)} in {run_dir}; after fixing the cause, continue "
+                            f"with: clbench run --resume {run_dir} [changed options]") from None  # fmt: skip
+        except OSError as exc:
+            raise ClbenchError(
+                f"could not write results of task {task.index} to {run_dir}: {exc.strerror or exc}; "
+                f"{_saved(task.index)} and intact; free space or fix permissions, then: clbench run --resume {run_dir}"
+            ) from None
         plugins.hook.clbench_after_task(run=state, task=task.index, rows=rows)
 
-    summary = _summary(writer, started, device, torch)
+    summary = _summary(writer, started, elapsed_before, device)
     results.atomic_write_json(run_dir / results.SUMMARY_FILE, summary)
     table = results.to_markdown(results.comparison_table([run_dir]))
     results.atomic_write_text(run_dir / "summary.md", table + "\n")
     plugins.hook.clbench_run_end(run=state, summary=summary)
     return state
+
+
+def _saved(task: int) -> str:
+    return f"tasks 1-{task - 1} are saved" if task > 1 else "no task had finished"
+
+
+def _learn_and_evaluate(
+    state: RunState, strategy: Strategy, task: Task, writer: results.MetricsWriter
+) -> list[dict[str, Any]]:
+    context = strategy.context
+    context.phase_seconds.clear()
+    task_start = time.perf_counter()
+    strategy.learn_task(task)
+    seen = state.tasks[: task.index]
+    rows = []
+    for split, prefix in (("test", ""), ("valid", "val_")):
+        for index, scores in strategy.evaluate_all(seen, split).items():
+            for metric, value in scores.items():
+                rows.append(writer.add(task.index, index, prefix + metric, value))
+    for name, value in strategy.task_records(task).items():
+        rows.append(writer.add(task.index, task.index, name, value))
+    for phase, seconds in context.phase_seconds.items():
+        rows.append(writer.add(task.index, task.index, f"seconds_{phase}", seconds))
+    rows.append(writer.add(task.index, task.index, "seconds_task", time.perf_counter() - task_start))
+    writer.flush()
+    test_acc = next(r["value"] for r in rows if r["metric"] == "accuracy" and r["eval_task"] == task.index)
+    log.info("task %d/%d %s: test accuracy %.4f", task.index, len(state.tasks), task.name, test_acc)
+    return rows
+
+
+def _check_belongs(saved: checkpoint.Checkpoint, spec: RunSpec, run_dir: Path) -> None:
+    found = (saved.payload["strategy_name"], saved.payload["benchmark"], saved.payload["seed"])
+    if found != (spec.strategy, spec.benchmark, spec.seed):
+        raise checkpoint.CheckpointError(
+            f"checkpoint {saved.path} is of strategy/benchmark/seed {found}, not "
+            f"{(spec.strategy, spec.benchmark, spec.seed)}: {run_dir} holds another run"
+        )
+
+
+def _record_resume(run_dir: Path, spec: RunSpec, first_task: int) -> None:
+    """Keep the configuration each part of a resumed run used (resumes.json)."""
+    path = run_dir / "resumes.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    previous = (run_dir / results.CONFIG_FILE).read_text() if (run_dir / results.CONFIG_FILE).is_file() else None
+    current = resolved_toml(spec)
+    if previous is not None and previous != current:
+        log.warning("resuming %s with changed settings (the earlier config is kept in resumes.json)", run_dir)
+    history.append(
+        {
+            "utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "from_task": first_task,
+            "previous_config": previous if previous != current else None,
+        }
+    )
+    results.atomic_write_json(path, history)
+
+
+class RunLock:
+    """An exclusive lock on a run directory: a second run pointed at it fails at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".clbench.lock"
+        self.handle: Any = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        self.handle = open(self.path, "a+")  # noqa: SIM115 (held open for the whole run)
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise ResultsExistError(f"{self.path.parent} is in use by another clbench run ({holder})") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} on {platform.node()}")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+        self.handle.close()
+
+
+def _remove_if_unstarted(run_dir: Path) -> None:
+    """Leave no half-made run behind when a new run fails before its first file is written."""
+    leftovers = [p for p in run_dir.iterdir() if p.name != ".clbench.lock"] if run_dir.is_dir() else []
+    if not leftovers:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _check_free_space(run_dir: Path, strategy: Strategy) -> None:
+    model_bytes = sum(t.numel() * t.element_size() for t in strategy.model.state_dict().values() if hasattr(t, "numel"))
+    need = 3 * model_bytes + 2**20  # two checkpoints kept, one being written, and the tables
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise ClbenchError(
+            f"not enough free space in {run_dir}: checkpoints need about {need / 2**20:.0f} MB, "
+            f"{free / 2**20:.0f} MB are free"
+        )
 
 
 def resolved_toml(spec: RunSpec) -> str:
@@ -156,7 +298,16 @@ def resolved_toml(spec: RunSpec) -> str:
     )
 
 
-def _prepare_run_dir(spec: RunSpec) -> Path:
+def _prepare_run_dir(spec: RunSpec) -> tuple[Path, bool]:
+    """Check (and create) the run directory; returns it and whether this call created it."""
+    if spec.resume:
+        run_dir = spec.out
+        if run_dir is None or not (run_dir / results.CONFIG_FILE).is_file():
+            raise UsageError(
+                f"cannot resume {run_dir}: it holds no {results.CONFIG_FILE} (is it a clbench run directory?)"
+            )
+        _check_writable(run_dir)
+        return run_dir, False
     if spec.out is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         base = spec.runs_root / spec.benchmark / spec.strategy / f"{stamp}-s{spec.seed}"
@@ -169,19 +320,31 @@ def _prepare_run_dir(spec: RunSpec) -> Path:
         existing = [name for name in RESULT_FILES if (run_dir / name).exists()]
         if existing and not spec.overwrite:
             raise ResultsExistError(
-                f"{run_dir} already holds results ({', '.join(existing)}); "
-                "choose another --out, or pass --overwrite to replace them"
+                f"{run_dir} already holds results ({', '.join(existing)}); choose another --out, "
+                f"continue it with --resume {run_dir}, or pass --overwrite to replace them"
             )
-        for name in existing:
-            (run_dir / name).unlink()
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create results directory {run_dir}: {exc.strerror or exc}") from None
+    _check_writable(run_dir)
+    if spec.overwrite:
+        # Only after the directory is known to be writable and, below, locked by this run.
+        with RunLock(run_dir):
+            for name in RESULT_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / checkpoint.CHECKPOINT_DIR, ignore_errors=True)
+    return run_dir, created
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
         probe = run_dir / ".clbench-write-probe"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write results to {run_dir}: {exc.strerror or exc}") from None
-    return run_dir
 
 
 def _pick_device(name: str) -> Any:
@@ -246,13 +409,15 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _summary(writer: results.MetricsWriter, started: float, device: Any, torch: Any) -> dict[str, Any]:
+def _summary(writer: results.MetricsWriter, started: float, elapsed_before: float, device: Any) -> dict[str, Any]:
     import pandas as pd
+    import torch
 
     metrics = pd.DataFrame(writer.rows, columns=results.COLUMNS)
     summary: dict[str, Any] = dict(results.summarize(metrics))
-    summary["wall_seconds"] = time.perf_counter() - started
-    # ru_maxrss is in KiB on Linux.
+    # Wall time of all parts of a resumed run (each part from its start to its end).
+    summary["wall_seconds"] = elapsed_before + time.perf_counter() - started
+    # ru_maxrss is in KiB on Linux; for a resumed run, the peak of its last part.
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20

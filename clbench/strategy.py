@@ -132,6 +132,10 @@ class Strategy:
 
         return MultiHeadNet(self.context.backbone_factory)
 
+    def validate(self, tasks: Sequence[Task]) -> None:
+        """Check, before anything is written, that the strategy can run on ``tasks``
+        (e.g. that every task has an accuracy goal); raise a ClbenchError if not."""
+
     # ------------------------------------------------------------- lifecycle
     def learn_task(self, task: Task) -> None:
         self.before_task(task)
@@ -164,6 +168,24 @@ class Strategy:
         buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
         size = sum(p.numel() * p.element_size() for p in self.model.parameters()) + buffers
         return {"parameters": float(params), "model_size_mb": size / 2**20}
+
+    # ----------------------------------------------------------- checkpoints
+    def extra_state(self) -> dict[str, Any]:
+        """State besides the model that must survive a resume (override with ``load_extra_state``)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "extra": self.extra_state()}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint taken after a task: the model's own extra state rebuilds
+        its per-task structure (heads, masks, widths) before the tensors load."""
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.context.device)
+        self.load_extra_state(state["extra"])
 
     # -------------------------------------------------------------- training
     def train(self, task: Task, **overrides: Any) -> FitResult:
@@ -204,6 +226,11 @@ class Strategy:
             nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
         )
+
+    def avalanche_plugins(self) -> list[Any]:
+        """Avalanche ``SupervisedPlugin`` instances added to every training loop of this strategy
+        (e.g. ``EWCPlugin``); keep them on ``self`` so their state spans tasks."""
+        return []
 
     # Loop callbacks (Avalanche plugin events), no-ops by default.
     def after_backward(self, loop: Loop) -> None:

@@ -37,6 +37,24 @@ class MultiHeadNet(nn.Module):
     def finish_task(self) -> None:
         self.training_task = 0
 
+    def get_extra_state(self) -> dict[str, object]:
+        """Head shapes and kinds, so a fresh net can load a checkpoint of a later task."""
+        heads = {
+            k: [h.in_features, h.out_features, "linear" if h.bias is not None else "cosine"]
+            for k, h in self.heads.items()
+        }
+        return {"heads": heads, "training_task": self.training_task, "active_task": self.active_task}
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        device = next(self.backbone.parameters()).device
+        heads = state["heads"]
+        assert isinstance(heads, dict)
+        self.heads = nn.ModuleDict(
+            {k: make_head(kind, fan_in, fan_out, device=device) for k, (fan_in, fan_out, kind) in heads.items()}
+        )
+        self.training_task = int(state["training_task"])  # type: ignore[arg-type]
+        self.active_task = int(state["active_task"])  # type: ignore[arg-type]
+
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.backbone.parameters()
         yield from self.heads[str(self.training_task)].parameters()

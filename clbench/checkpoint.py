@@ -1,0 +1,121 @@
+"""Task checkpoints: atomic, checksummed, and found again after a crash.
+
+After every finished task the runner writes ``checkpoints/task-NNN.pt`` (everything needed to
+continue: the strategy's model and extra state, the random-number generators, the metric rows
+so far, the elapsed wall time) and, beside it, ``task-NNN.pt.sha256``. Both are written to a
+temporary file and renamed, the checksum last, so a checkpoint counts only once it is complete.
+On resume the newest checkpoint whose checksum matches is used; a truncated or corrupted one is
+reported and skipped in favour of the last good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import random
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clbench.errors import ClbenchError
+from clbench.results import file_mode
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+FORMAT = 1
+_NAME = re.compile(r"task-(\d{3,})\.pt")
+
+
+class CheckpointError(ClbenchError):
+    """No usable checkpoint, or one that does not belong to this run."""
+
+
+@dataclass
+class Checkpoint:
+    task: int  # the last finished task (from 1)
+    path: Path
+    payload: dict[str, Any]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, file_mode())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(run_dir: Path, task: int, payload: dict[str, Any]) -> Path:
+    """Write task ``task``'s checkpoint; once it is safely on disk, all but the previous one are
+    removed (that one stays as the fallback should the newest be damaged later)."""
+    import torch
+
+    folder = run_dir / CHECKPOINT_DIR
+    folder.mkdir(exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "task": task, **payload}, buffer)
+    data = buffer.getvalue()
+    path = folder / f"task-{task:03d}.pt"
+    _write_atomic(path, data)
+    _write_atomic(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+    for older in folder.glob("task-*.pt"):
+        match = _NAME.fullmatch(older.name)
+        if match and int(match.group(1)) < task - 1:
+            older.unlink(missing_ok=True)
+            older.with_name(older.name + ".sha256").unlink(missing_ok=True)
+    return path
+
+
+def latest(run_dir: Path) -> Checkpoint | None:
+    """The newest checkpoint whose checksum verifies; corrupted ones are reported and skipped."""
+    import torch
+
+    folder = run_dir / CHECKPOINT_DIR
+    found = sorted(
+        ((int(m.group(1)), p) for p in folder.glob("task-*.pt") if (m := _NAME.fullmatch(p.name))), reverse=True
+    )
+    for task, path in found:
+        digest_file = path.with_name(path.name + ".sha256")
+        data = path.read_bytes()
+        expected = digest_file.read_text().strip() if digest_file.is_file() else None
+        if expected != hashlib.sha256(data).hexdigest():
+            why = "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
+            log.warning("checkpoint %s %s; falling back to an earlier one", path, why)
+            continue
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        if payload.get("format") != FORMAT:
+            raise CheckpointError(f"checkpoint {path} has format {payload.get('format')!r}, expected {FORMAT}")
+        return Checkpoint(task, path, payload)
+    return None

@@ -1,0 +1,157 @@
+"""Crashes, interrupts and damaged checkpoints lose nothing: a resumed run ends with the same
+table as an uninterrupted one with the same seed (CPU, bit for bit)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clbench import results
+from clbench.cli import main
+
+pytestmark = pytest.mark.slow
+ARGS = ["--strategy", "cpg", "--recipe", "tiny", "--cpg.goals", "self", "--seed", "4", "--quiet", "--device", "cpu"]
+
+
+def _table(run_dir: Path) -> list[tuple]:
+    """Every measured value except timings, in row order."""
+    frame = results.load_metrics(run_dir)
+    frame = frame[~frame["metric"].str.startswith("seconds_")].fillna({"value": -1.0})  # NaN != NaN
+    return list(frame[["trained_task", "eval_task", "metric", "value"]].itertuples(index=False))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def _start(out: Path, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "clbench.cli", "run", *ARGS, "--out", str(out)],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("after_task", [0, 2])
+def test_sigkill_mid_task_then_resume_gives_the_same_table(uninterrupted, tmp_path, after_task):
+    out = tmp_path / "run"
+    proc = _start(out, tmp_path)
+    marker = out / "checkpoints" / f"task-{after_task:03d}.pt.sha256" if after_task else out / "config.toml"
+    _wait_for(marker, proc)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: as a power cut or the OOM killer
+    proc.communicate()
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert _table(out) == _table(uninterrupted)
+
+
+def test_sigint_saves_says_how_to_resume_and_resumes(uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out, tmp_path)
+    _wait_for(out / "checkpoints" / "task-002.pt.sha256", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130
+    assert f"clbench run --resume {out}" in err and "Traceback" not in err
+    assert not (out / ".clbench.lock").exists()
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert _table(out) == _table(uninterrupted)
+
+
+def test_corrupted_checkpoint_falls_back_to_the_last_good_one(uninterrupted, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    newest = out / "checkpoints" / "task-005.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a crash while copying
+    assert main(["run", "--resume", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "task-005.pt fails its checksum; falling back to an earlier one" in err
+    assert "resuming" in err and "after task 4 of 5" in err
+    assert _table(out) == _table(uninterrupted)
+
+
+def test_second_run_on_the_same_directory_is_refused(tmp_path, capsys):
+    from clbench.runner import RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):
+        assert main(["run", *ARGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another clbench run" in err
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing of the refused run
+
+
+def test_non_finite_loss_stops_keeps_finished_tasks_and_resumes_with_another_setting(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--strategy", "finetune", "--recipe", "tiny", "--seed", "1", "--quiet", "--out", str(out)]
+    assert main([*argv, "--finetune.lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite training loss in task 1 (digits_01), phase train, epoch 1, step" in err
+    assert f"clbench run --resume {out}" in err and "Traceback" not in err
+    assert main(["run", "--resume", str(out), "--finetune.lr", "0.05", "--quiet"]) == 0
+    assert results.accuracy_matrix(results.load_metrics(out)).shape == (5, 5)
+    history = (out / "resumes.json").read_text()
+    assert "lr = 1e+30" in history  # the settings of the failed part are kept
+
+
+def test_write_failure_later_keeps_finished_results(tmp_path, monkeypatch, capsys):
+    from clbench import checkpoint
+
+    real_save = checkpoint.save
+
+    def failing_save(run_dir, task, payload):
+        if task == 3:
+            raise OSError(28, "No space left on device")
+        return real_save(run_dir, task, payload)
+
+    monkeypatch.setattr(checkpoint, "save", failing_save)
+    out = tmp_path / "run"
+    assert main(["run", *ARGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "could not write results of task 3" in err and "No space left on device" in err
+    assert (out / "checkpoints" / "task-002.pt").is_file()
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+
+
+def test_unwritable_location_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", *ARGS, "--out", str(blocker / "run")]) == 2
+    assert "cannot create results directory" in capsys.readouterr().err
+
+
+def test_missing_data_leaves_no_partial_result(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--benchmark", "cifar100_20", "--data-root", str(tmp_path / "none"), "--out", str(out)]
+    assert main(argv) == 2
+    assert "CIFAR-100" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_refuses_to_change_identity(uninterrupted, capsys):
+    assert main(["run", "--resume", str(uninterrupted), "--seed", "9"]) == 2
+    assert "seed is 4; it cannot change to 9" in capsys.readouterr().err
+
+
+def test_same_seed_same_table_bit_for_bit(uninterrupted, tmp_path):
+    again = tmp_path / "again"
+    assert main(["run", *ARGS, "--out", str(again)]) == 0
+    assert _table(again) == _table(uninterrupted)
