@@ -252,6 +252,7 @@ def _cmd_run(args: Sequence[str]) -> int:
         overwrite=run_opts.overwrite,
         resume=first.resume is not None,
         quiet=run_opts.quiet,
+        deterministic=run_opts.deterministic,
     )
     if ns.print_config:
         print(resolved_toml(spec), end="")
@@ -282,6 +283,7 @@ class _RunOptions:
     out: str | None = None
     overwrite: bool = False
     quiet: bool = False
+    deterministic: bool = False
     recipe: str | None = None
     epochs: int | None = None
     data_root: str | None = None
@@ -353,6 +355,14 @@ def _run_parser(
         const=True,
         default=S,
         help="replace results already in --out",
+    )
+    general.add_argument(
+        "--deterministic",
+        dest="run__deterministic",
+        action="store_const",
+        const=True,
+        default=S,
+        help="deterministic kernels on CUDA (slower; CPU runs are deterministic anyway)",
     )
     general.add_argument(
         "--quiet",

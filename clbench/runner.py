@@ -62,6 +62,7 @@ class RunSpec:
     overwrite: bool = False
     resume: bool = False
     quiet: bool = False
+    deterministic: bool = False
     runs_root: Path = Path("runs")
 
 
@@ -93,6 +94,8 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     run_id = f"{spec.benchmark}-{spec.strategy}-{run_dir.name}"
     state = RunState(spec, run_id, run_dir)
 
+    if spec.deterministic:
+        _deterministic_kernels()
     device = _pick_device(spec.device)
     _seed_everything(spec.seed)
 
@@ -291,6 +294,7 @@ def resolved_toml(spec: RunSpec) -> str:
                 "recipe": spec.recipe,
                 "seed": spec.seed,
                 "device": spec.device,
+                "deterministic": spec.deterministic,
             },
             spec.strategy: cfg.as_dict(spec.strategy_config),
             spec.benchmark: cfg.as_dict(spec.benchmark_config),
@@ -355,6 +359,17 @@ def _pick_device(name: str) -> Any:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
     return torch.device(name)
+
+
+def _deterministic_kernels() -> None:
+    """Ask torch for deterministic kernels (docs/reliability.md says what that covers). cuBLAS
+    needs its workspace setting before CUDA starts, hence the environment variable."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def _seed_everything(seed: int) -> None:

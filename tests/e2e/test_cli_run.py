@@ -27,6 +27,7 @@ def test_run_writes_its_files(finished_run):
         "recipe": "tiny",
         "seed": 1,
         "device": "auto",
+        "deterministic": False,
     }
     assert config["finetune"]["epochs"] == 2 and config["finetune"]["batch_size"] == 64
 
@@ -69,7 +70,7 @@ def test_config_file_feeds_back(finished_run, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "--strategy", "nope"], "unknown strategy 'nope'; available: cpg, finetune, individual, packnet, pae"),
+        (["run", "--strategy", "nope"], "unknown strategy 'nope'; available: cpg,"),
         (["run", "--benchmark", "nope"], "unknown benchmark 'nope'; available: cifar100_20, digits,"),
         (["run", "--finetune.lr", "fast"], "finetune.lr: expected float, got 'fast'"),
         (["run", "--epochs", "-3"], "run.epochs must be >= 0"),
