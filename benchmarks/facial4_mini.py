@@ -68,6 +68,16 @@ class Facial4MiniConfig(BenchmarkConfig):
         check(self.eval_limit is None or self.eval_limit >= 10, s, "eval_limit", ">= 10", self.eval_limit)
 
 
+_SMALL_PACKING = {
+    "prune_stages": (0.5, 0.8),
+    "prune_epochs": 1,
+    "prune_interval": 1,
+    "prune_frequency": 1,
+    "min_train_accuracy": 0.0,
+    "allow_acc_loss": 0.02,
+}
+
+
 class Facial4Mini(Benchmark):
     """Face verification (LFW), gender and age (UTKFace), expression (FER2013) at 64×64 on CNN20."""
 
@@ -78,26 +88,9 @@ class Facial4Mini(Benchmark):
         "small": {
             "*": {"epochs": 2, "lr": 0.01, "lr_milestones": (), "batch_size": 64, "eval_batch_size": 256},
             "packnet": {"post_prune_epochs": 1, "post_prune_lr": 0.01, "post_prune_milestones": ()},
-            "pae": {
-                "prune_stages": (0.5, 0.8),
-                "prune_epochs": 1,
-                "prune_interval": 1,
-                "prune_frequency": 1,
-                "min_train_accuracy": 0.0,
-                "allow_acc_loss": 0.02,
-            },
-            "cpg": {
-                "prune_stages": (0.5, 0.8),
-                "prune_epochs": 1,
-                "prune_interval": 1,
-                "prune_frequency": 1,
-                "min_train_accuracy": 0.0,
-                "allow_acc_loss": 0.02,
-                "retrain_epochs": 1,
-                "retrain_patience": 1,
-                "lr_mask": 5e-3,
-            },
-        },  # fmt: skip
+            "pae": _SMALL_PACKING,
+            "cpg": {**_SMALL_PACKING, "retrain_epochs": 1, "retrain_patience": 1, "lr_mask": 5e-3},
+        },
     }
     default_recipe = "small"
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import random
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clbench.errors import ClbenchError
-from clbench.results import file_mode
+from clbench.results import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +38,6 @@ class Checkpoint:
     task: int  # the last finished task (from 1)
     path: Path
     payload: dict[str, Any]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rng_state() -> dict[str, Any]:
@@ -88,8 +72,8 @@ def save(run_dir: Path, task: int, payload: dict[str, Any]) -> Path:
     torch.save({"format": FORMAT, "task": task, **payload}, buffer)
     data = buffer.getvalue()
     path = folder / f"task-{task:03d}.pt"
-    _write_atomic(path, data)
-    _write_atomic(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
     for older in folder.glob("task-*.pt"):
         match = _NAME.fullmatch(older.name)
         if match and int(match.group(1)) < task - 1:

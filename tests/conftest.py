@@ -15,3 +15,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     # Keep image caches written by tests out of the user's ~/.cache.
     if "CLBENCH_CACHE" not in os.environ:
         monkeypatch.setenv("CLBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "clbench-cache"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core runner OpenMP spin-waits
+    made the layer tests 5x slower; the setting is restored for the rest of the session."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

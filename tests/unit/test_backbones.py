@@ -11,15 +11,7 @@ from torch import nn
 from clbench.nn.backbones import digits_cnn, vgg16_bn_cifar
 from clbench.nn.masked import MaskedNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from threads, and on a shared 2-core runner OpenMP spin-waits
-    # made these tests 5x slower; restore the setting for the rest of the session.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _count_with_head(width: float, classes: int = 5) -> int:

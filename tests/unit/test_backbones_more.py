@@ -17,13 +17,7 @@ from clbench.nn.masked import MaskedNet
 SQRT_1_5 = math.sqrt(1.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # As in test_backbones.py: OpenMP spin-waits on a shared 2-core runner slow these down.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _count(module: nn.Module) -> int:

@@ -32,14 +32,7 @@ from clbench.nn.masked import (
 WD = 4e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from threads, and on a shared 2-core runner OpenMP spin-waits
-    # made these tests 5x slower; restore the setting for the rest of the session.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------- helpers
