@@ -87,15 +87,14 @@ class TaskRoutedModel(MultiTaskModule):
             return self.forward_single_task(x, first)
         # Mixed-task batches: pad each head's logits with a very negative value so that
         # padding never wins an argmax.
-        outputs = {int(t): None for t in task_labels.unique()}
-        parts = {}
-        for t in outputs:
-            sel = task_labels == t
-            parts[t] = (sel, self.forward_single_task(x[sel], t))
-        width = max(out.shape[1] for _, out in parts.values())
+        parts = []
+        for t in task_labels.unique().tolist():
+            selected = task_labels == t
+            parts.append((selected, self.forward_single_task(x[selected], t)))
+        width = max(out.shape[1] for _, out in parts)
         result = x.new_full((x.shape[0], width), -1e9)
-        for sel, out in parts.values():
-            result[sel, : out.shape[1]] = out
+        for selected, out in parts:
+            result[selected, : out.shape[1]] = out
         return result
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
