@@ -73,7 +73,7 @@ _SMALL_PACKING = {
     "prune_epochs": 1,
     "prune_interval": 1,
     "prune_frequency": 1,
-    "min_train_accuracy": 0.0,
+    "min_train_accuracy": 0.0,  # identity classification of few images per person stays near 0
     "allow_acc_loss": 0.02,
 }
 
@@ -86,7 +86,11 @@ class Facial4Mini(Benchmark):
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         # CPU-sized: a couple of epochs on capped data, the original structure otherwise.
         "small": {
-            "*": {"epochs": 2, "lr": 0.01, "lr_milestones": (), "batch_size": 64, "eval_batch_size": 256},
+            # From scratch and without BatchNorm (CNN20 has none; the papers start from a trained
+            # face model) the later tasks' linear heads diverge within a few steps on raw
+            # features, so this recipe caps the gradient norm (a clbench deviation).
+            "*": {"epochs": 2, "lr": 0.01, "lr_milestones": (), "batch_size": 64, "eval_batch_size": 256,
+                  "clip_grad_norm": 5.0},  # fmt: skip
             "packnet": {"post_prune_epochs": 1, "post_prune_lr": 0.01, "post_prune_milestones": ()},
             "pae": _SMALL_PACKING,
             "cpg": {**_SMALL_PACKING, "retrain_epochs": 1, "retrain_patience": 1, "lr_mask": 5e-3},

@@ -150,6 +150,7 @@ class _StrategyBridge(SupervisedPlugin):
 
     def after_backward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         self.strategy.after_backward(strategy)
+        self.strategy.clip_gradients()
 
     def after_update(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         self.strategy.after_update(strategy)

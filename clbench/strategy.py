@@ -41,6 +41,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
+    clip_grad_norm: float | None = None  # clbench option (none in the papers): cap the gradient norm
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "train", "epochs", ">= 0", self.epochs)
@@ -50,6 +51,8 @@ class TrainConfig:
         check(0 <= self.momentum < 1, "train", "momentum", "in [0, 1)", self.momentum)
         check(self.weight_decay >= 0, "train", "weight_decay", ">= 0", self.weight_decay)
         check(0 < self.lr_gamma <= 1, "train", "lr_gamma", "in (0, 1]", self.lr_gamma)
+        clip = self.clip_grad_norm
+        check(clip is None or clip > 0, "train", "clip_grad_norm", "> 0 or none", clip)
 
 
 @dataclass
@@ -235,6 +238,16 @@ class Strategy:
     # Loop callbacks (Avalanche plugin events), no-ops by default.
     def after_backward(self, loop: Loop) -> None:
         """Between ``backward()`` and ``step()``: gate gradients, add manual weight decay."""
+
+    def clip_gradients(self) -> None:
+        """Cap the gradient norm of every trainable parameter when the config asks for it
+        (after the gate, so only what may train counts)."""
+        limit = getattr(self.config, "clip_grad_norm", None)
+        if limit is not None:
+            import torch
+
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, limit)
 
     def after_update(self, loop: Loop) -> None:
         """After ``step()``: re-apply masks, advance pruning schedules."""
