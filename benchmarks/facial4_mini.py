@@ -89,8 +89,14 @@ class Facial4Mini(Benchmark):
             # From scratch and without BatchNorm (CNN20 has none; the papers start from a trained
             # face model) the later tasks' linear heads diverge within a few steps on raw
             # features, so this recipe caps the gradient norm (a clbench deviation).
-            "*": {"epochs": 2, "lr": 0.01, "lr_milestones": (), "batch_size": 64, "eval_batch_size": 256,
-                  "clip_grad_norm": 5.0},  # fmt: skip
+            "*": {
+                "epochs": 2,
+                "lr": 0.01,
+                "lr_milestones": (),
+                "batch_size": 64,
+                "eval_batch_size": 256,
+                "clip_grad_norm": 5.0,
+            },  # fmt: skip
             "packnet": {"post_prune_epochs": 1, "post_prune_lr": 0.01, "post_prune_milestones": ()},
             "pae": _SMALL_PACKING,
             "cpg": {**_SMALL_PACKING, "retrain_epochs": 1, "retrain_patience": 1, "lr_mask": 5e-3},

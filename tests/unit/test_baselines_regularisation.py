@@ -1,0 +1,128 @@
+"""Avalanche's EWC, SI and LwF plugins really act inside clbench's per-task loops (digits, in process).
+
+Each method penalises one quantity: EWC and SI a weighted distance to the weights after task 1,
+LwF the divergence of the old head's outputs from the network after task 1. Runs with the same
+seed are identical through task 1 (no penalty yet), so after task 2 that quantity is compared
+with finetune's from the same start: a large coefficient must shrink it. (Final accuracies on
+digits differ by a few test images between these methods and mostly reflect BatchNorm running
+statistics, which no regulariser protects, so they make a noisy test.)
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from clbench.loop import build_scenario
+from clbench.strategy import StrategyContext, Task
+from clbench_baselines.ewc import EWC, EWCConfig
+from clbench_baselines.finetune import Finetune, FinetuneConfig
+from clbench_baselines.lwf import LwF, LwFConfig
+from clbench_baselines.si import SI, SIConfig
+from clbench_benchmarks.digits import Digits, DigitsConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TRAIN = {"epochs": 2, "lr": 0.01, "batch_size": 32, "lr_milestones": ()}
+
+
+@pytest.fixture(scope="module")
+def digits_tasks():
+    benchmark = Digits(DigitsConfig())
+    data = benchmark.load_tasks()[:2]
+    exps = build_scenario(data)
+    tasks = [Task(i, d, exps["train"][i], exps["valid"][i], exps["test"][i]) for i, d in enumerate(data, start=1)]
+    return benchmark, tasks
+
+
+def _start(cls, config, digits_tasks):
+    """A strategy that has learned task 1 (seed 0), and a copy of its network then."""
+    benchmark, tasks = digits_tasks
+    torch.manual_seed(0)
+    context = StrategyContext(device=torch.device("cpu"), backbone_factory=benchmark.backbone, num_tasks=len(tasks))
+    strategy = cls(config, context)
+    strategy.learn_task(tasks[0])
+    return strategy, copy.deepcopy(strategy.model)
+
+
+@pytest.fixture(scope="module")
+def finetuned(digits_tasks):
+    """Finetune's network after task 1 and after task 2."""
+    strategy, after_1 = _start(Finetune, FinetuneConfig(**TRAIN), digits_tasks)
+    strategy.learn_task(digits_tasks[1][1])
+    return after_1, strategy.model
+
+
+def _weighted_distance(model, anchors, importances):
+    """Σ importance · (θ − anchor)² over the anchored parameters (names as the loop sees them)."""
+    params = dict(model.named_parameters())
+    total = 0.0
+    for name, anchor in anchors.items():
+        p = params[name.removeprefix("net.")].detach().flatten()
+        total += float((importances[name].flatten() * (p - anchor.flatten()) ** 2).sum())
+    return total
+
+
+def _same_weights(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.mark.slow
+def test_ewc_keeps_fisher_weighted_distance_small(digits_tasks, finetuned):
+    ft_after_1, ft_after_2 = finetuned
+    strategy, after_1 = _start(EWC, EWCConfig(ewc_lambda=1e4, **TRAIN), digits_tasks)
+    assert _same_weights(after_1, ft_after_1)  # the same start as finetune
+    strategy.learn_task(digits_tasks[1][1])
+    plugin = strategy.regularizer
+    # One anchor per task, keyed by task: the experience counter survived the fresh loops.
+    assert sorted(plugin.saved_params) == [0, 1] and sorted(plugin.importances) == [0, 1]
+    anchors = {k: v.data for k, v in plugin.saved_params[0].items()}
+    fisher = {k: v.data for k, v in plugin.importances[0].items()}
+    assert _weighted_distance(ft_after_1, anchors, fisher) == 0.0  # anchored at the state after task 1
+    ewc = _weighted_distance(strategy.model, anchors, fisher)
+    finetune = _weighted_distance(ft_after_2, anchors, fisher)
+    assert ewc < 0.5 * finetune
+    assert plugin.mean_penalty(0) == 0.0 and plugin.mean_penalty(1) > 0
+
+
+@pytest.mark.slow
+def test_si_keeps_importance_weighted_distance_small(digits_tasks, finetuned):
+    ft_after_1, ft_after_2 = finetuned
+    strategy, after_1 = _start(SI, SIConfig(si_lambda=1e4, **TRAIN), digits_tasks)
+    assert _same_weights(after_1, ft_after_1)
+    plugin = strategy.regularizer
+    anchors = {k: v.data.clone() for k, v in plugin.ewc_data[0].items()}
+    omega = {k: v.data.clone() for k, v in plugin.ewc_data[1].items()}
+    assert max(float(w.max()) for w in omega.values()) > 0  # path integrals are not all 0 (CPU fix)
+    strategy.learn_task(digits_tasks[1][1])
+    si = _weighted_distance(strategy.model, anchors, omega)
+    finetune = _weighted_distance(ft_after_2, anchors, omega)
+    assert si < 0.5 * finetune
+    assert plugin.mean_penalty(0) == 0.0 and plugin.mean_penalty(1) > 0
+
+
+@pytest.mark.slow
+def test_lwf_distils_from_task_2_on_and_keeps_the_old_head(digits_tasks, finetuned):
+    ft_after_1, ft_after_2 = finetuned
+    strategy, after_1 = _start(LwF, LwFConfig(alpha=3.0, **TRAIN), digits_tasks)
+    assert _same_weights(after_1, ft_after_1)
+    plugin = strategy.regularizer
+    teacher = plugin.lwf.prev_model
+    assert teacher.known_train_tasks_labels == {0} and not any(p.requires_grad for p in teacher.parameters())
+    assert dict(plugin.lwf.prev_classes_by_task) == {0: {0, 1}}
+    strategy.learn_task(digits_tasks[1][1])
+    assert plugin.mean_penalty(0) == 0.0 and plugin.mean_penalty(1) > 0
+    assert strategy.task_records(digits_tasks[1][1])["regularizer_loss"] == pytest.approx(plugin.mean_penalty(1))
+
+    x = torch.stack([digits_tasks[1][1].data.train[i][0] for i in range(len(digits_tasks[1][1].data.train))])
+
+    def old_head_divergence(model):
+        # What LwF penalises: task 1's head after task 2 against the network after task 1, on
+        # task 2's images, both BatchNorms on batch statistics (as during training).
+        with torch.no_grad():
+            old, new = copy.deepcopy(after_1).train(), copy.deepcopy(model).train()
+            old.activate(1), new.activate(1)
+            return float(plugin.lwf._distillation_loss(new(x), old(x), [0, 1]))
+
+    assert old_head_divergence(strategy.model) < 0.5 * old_head_divergence(ft_after_2)
