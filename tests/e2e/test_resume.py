@@ -59,6 +59,21 @@ def test_sigkill_mid_task_then_resume_gives_the_same_table(uninterrupted, tmp_pa
     assert _table(out) == _table(uninterrupted)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill_at_a_random_point_then_resume_gives_the_same_table(uninterrupted, tmp_path, seed):
+    import random
+
+    out = tmp_path / "run"
+    proc = _start(out, tmp_path)
+    _wait_for(out / "config.toml", proc)  # training has started
+    time.sleep(random.Random(seed).uniform(0.0, 2.0))
+    proc.send_signal(random.Random(seed).choice([signal.SIGKILL, signal.SIGINT]))
+    proc.communicate()
+    assert proc.returncode in (0, 130, -signal.SIGKILL), proc.returncode
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert _table(out) == _table(uninterrupted)
+
+
 def test_sigint_saves_says_how_to_resume_and_resumes(uninterrupted, tmp_path):
     out = tmp_path / "run"
     proc = _start(out, tmp_path)
