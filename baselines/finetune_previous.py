@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from clbench.config import check
-from clbench.isolation import write_goals
-from clbench.strategy import FitResult, Strategy, Task
+from clbench.strategy import FitResult, Task
 from clbench_baselines.individual import Individual, IndividualConfig
 
 log = logging.getLogger(__name__)
@@ -63,15 +62,3 @@ class FinetunePrevious(Individual):
         if task.index > 1:
             overrides.setdefault("lr", self.config.lr * self.config.later_lr_factor)
         return super().train(task, **overrides)
-
-    def after_task(self, task: Task) -> None:
-        Strategy.after_task(self, task)
-        self._goals = {**getattr(self, "_goals", {}), task.name: self.evaluate([task], "valid")[task.index]}
-        ctx = self.context
-        source = f"{self.name} run {ctx.run_dir.name if ctx.run_dir else '?'}"
-        if ctx.run_dir is not None:
-            write_goals(ctx.run_dir / "goals.csv", self._goals, source)
-        if ctx.goals_dir is not None and task.index == ctx.num_tasks:
-            target = ctx.goals_dir / f"{ctx.benchmark}.csv"
-            write_goals(target, self._goals, source)
-            log.info("accuracy goals for %s written to %s", ctx.benchmark, target)

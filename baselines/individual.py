@@ -112,7 +112,7 @@ class Individual(Strategy):
         self._goals = getattr(self, "_goals", {})
         self._goals[task.name] = self.evaluate([task], "valid")[task.index]
         ctx = self.context
-        source = f"individual run {ctx.run_dir.name if ctx.run_dir else '?'}"
+        source = f"{self.name} run {ctx.run_dir.name if ctx.run_dir else '?'}"  # also finetune_previous
         if ctx.run_dir is not None:
             write_goals(ctx.run_dir / "goals.csv", self._goals, source)
         if ctx.goals_dir is not None and task.index == ctx.num_tasks:
