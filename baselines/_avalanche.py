@@ -177,6 +177,8 @@ class AllHeads(MultiTaskModule):
 
     def forward_all_tasks(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         net = self.routed.net
+        if x.dim() == 5:  # a batch of (anchor, positive, negative) stacks: embed 3B images, as TaskRoutedModel does
+            x = x.flatten(0, 1)
         features = net.features(x)
         return {t: net.heads[str(t + 1)](features) for t in sorted(self.known_train_tasks_labels)}
 

@@ -41,6 +41,11 @@ Three ways to build the batches and the loss, one registered strategy each:
 Each task keeps its own criterion (``task.criterion()``: cross-entropy, or the cosine-margin
 loss of a verification task's identity head). Training runs in a plain PyTorch loop here
 (Avalanche's loop trains one experience at a time); evaluation is the runner's, unchanged.
+``clip_grad_norm`` caps one gradient norm over the network and the dynamic-weight unit.
+
+Triplet tasks (``(B, 3, C, H, W)`` batches of embedding triplets, :mod:`clbench.triplets`)
+train only in ``joint_alternating``, whose batches hold one task; the mixed-batch strategies
+refuse them in ``validate`` (a mixed batch cannot hold triplets beside single images).
 """
 
 from __future__ import annotations
@@ -139,6 +144,7 @@ class _Joint(Strategy):
 
     mode: ClassVar[str] = ""
     Config = JointConfig
+    supports_triplets: ClassVar[bool] = False  # only one-task batches can carry (B, 3, C, H, W) triplets
 
     def __init__(self, config: Any, context: Any) -> None:
         super().__init__(config, context)
@@ -148,6 +154,14 @@ class _Joint(Strategy):
 
     def validate(self, tasks: Sequence[Task]) -> None:
         super().validate(tasks)
+        triplets = [t.name for t in tasks if t.kind == "triplet"]
+        if triplets and not self.supports_triplets:
+            raise UsageError(
+                f"{self.name} mixes tasks' images in one batch; triplet tasks ({', '.join(triplets)}) are not "
+                "supported: use joint_alternating (one task per batch) or leave them out"
+            )
+        if self.config.engine != "avalanche":
+            raise UsageError(f"{self.name} trains in its own loop; --{self.name}.engine device does not apply to it")
         self.known.update({t.index: t for t in tasks})  # so a resumed run still has tasks 1 … t−1
 
     def before_task(self, task: Task) -> None:
@@ -197,6 +211,7 @@ class _Joint(Strategy):
             groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
         )  # fmt: skip
+        params = [p for group in groups for p in group["params"]]  # one norm over network and unit
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), cfg.lr_gamma)
         criteria = {t.index: t.criterion().to(device) for t in tasks}
         acc, loss_value = math.nan, math.nan
@@ -210,6 +225,8 @@ class _Joint(Strategy):
                 loss, hits = self.batch_loss(model, unit, tasks, criteria, x, y, k)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
                 optimizer.step()
                 loss_sum += loss.detach().double() * len(y)
                 correct += hits
@@ -255,6 +272,7 @@ class JointAlternating(_Joint):
 
     name = "joint_alternating"
     mode = "alternating"
+    supports_triplets = True
 
     def batches(self, tasks: Sequence[Task]) -> Iterator[tuple[Any, Any, Any]]:
         """Round-robin over the tasks' own loaders; a task drops out when its data is used up."""
@@ -268,6 +286,20 @@ class JointAlternating(_Joint):
                     streams.remove(stream)
                 else:
                     yield batch
+
+    def batch_loss(
+        self, model: nn.Module, unit: nn.Module | None, tasks: Sequence[Task], criteria: dict[int, nn.Module],
+        x: torch.Tensor, y: torch.Tensor, k: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        if x.dim() != 5:
+            return super().batch_loss(model, unit, tasks, criteria, x, y, k)
+        from clbench.triplets import triplet_correct
+
+        # A triplet task's batch (every batch here holds one task): embed its 3B images, rows
+        # a0, p0, n0, a1, ... as the task's criterion expects; hits count triplets.
+        index = int(k[0])
+        output = model.heads[str(index)](model.features(x.flatten(0, 1)))
+        return criteria[index](output, y), triplet_correct(output)
 
 
 class JointMixed(_Joint):

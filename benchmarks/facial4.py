@@ -396,12 +396,13 @@ class Facial4(Benchmark):
         if cfg.cache_images:
             from torchvision.transforms import v2
 
-            from clbench.datasets.arrays import ArrayDataset
+            from clbench.datasets.arrays import ArrayDataset, Augment
             from clbench.datasets.cache import load_images
 
             images = load_images(paths, (size, size), "RGB")
             flip = v2.RandomHorizontalFlip() if train else None
-            return ArrayDataset(images, labels, flip, FACE_MEAN, FACE_STD)
+            on_device = Augment(hflip=True) if train else None  # the same flip, for the device engine
+            return ArrayDataset(images, labels, flip, FACE_MEAN, FACE_STD, augment=on_device)
         from clbench.datasets.lazy import ImageFileDataset
 
         return ImageFileDataset(paths, labels, face_transform(size, train))

@@ -14,6 +14,16 @@ experiments (ALGORITHMS.md §1.9, §5.3), on the data in ``../shared/data`` (its
   train/valid/test partition of the images shared by both tasks.
 * **expression**: FER2013 (Goodfellow et al., 2013), 7 emotions; train = Training,
   valid = PublicTest, test = PrivateTest.
+* **expression similarity** (optional fifth task, ``expression_similarity = True``; off by
+  default, so the four-task benchmark is unchanged): the compact expression embedding of
+  Vemulapalli & Agarwala (CVPR 2019), a 16-d L2-normalised embedding trained with a triplet loss
+  and scored by triplet accuracy (task kind ``"triplet"``, :mod:`clbench.triplets`). **FER2013
+  emotion triplets stand in for the FEC dataset**, which is not in the shared data: anchor and
+  positive share an emotion, the negative has another (anchor emotions drawn uniformly), built
+  on the expression task's images (same splits and limits, the training flip applied per image).
+  This measures emotion-level similarity, coarser than FEC's human within-category judgements.
+  ``train_triplets`` fixed triplets train it (default: one per training image); validation and
+  test score ``eval_triplets`` triplets each (at most ``eval_limit``).
 
 Every image is decoded once into the uint8 cache as 64×64 RGB (greyscale replicated), flipped
 horizontally for training and normalised with mean = std = 0.5 (the original's face recipe).
@@ -54,7 +64,10 @@ class Facial4MiniConfig(BenchmarkConfig):
     utk_test_fraction: float = 0.2  # UTKFace has no official split
     utk_valid_fraction: float = 0.1  # of what remains after the test carve
     train_limit: int | None = None  # at most N training images per task, class-stratified (quick runs)
-    eval_limit: int | None = None  # at most N validation/test images (classification) or pairs per task
+    eval_limit: int | None = None  # at most N validation/test images (classification), pairs or triplets per task
+    expression_similarity: bool = False  # add a fifth task: FER2013 emotion triplets (a stand-in for FEC)
+    train_triplets: int | None = None  # expression_similarity training triplets (None: one per training image)
+    eval_triplets: int = 2000  # expression_similarity validation and test triplets each
 
     def __post_init__(self) -> None:
         s = "facial4_mini"
@@ -66,6 +79,8 @@ class Facial4MiniConfig(BenchmarkConfig):
         check(0 < self.utk_valid_fraction < 1, s, "utk_valid_fraction", "in (0, 1)", self.utk_valid_fraction)
         check(self.train_limit is None or self.train_limit >= 10, s, "train_limit", ">= 10", self.train_limit)
         check(self.eval_limit is None or self.eval_limit >= 10, s, "eval_limit", ">= 10", self.eval_limit)
+        check(self.train_triplets is None or self.train_triplets >= 1, s, "train_triplets", ">= 1", self.train_triplets)
+        check(self.eval_triplets >= 1, s, "eval_triplets", ">= 1", self.eval_triplets)
 
 
 _SMALL_PACKING = {
@@ -113,7 +128,11 @@ class Facial4Mini(Benchmark):
         root = Path(cfg.data_root).expanduser()
         _check_layout(root)
         gender, age = self._utkface(root)
-        return [self._verification(root), gender, self._expression(root), age]
+        expression = self._expression(root)
+        tasks = [self._verification(root), gender, expression, age]
+        if cfg.expression_similarity:
+            tasks.append(self._expression_similarity(expression))
+        return tasks
 
     def backbone(self, width: float = 1.0) -> nn.Module:
         from clbench.nn.backbones import spherenet20
@@ -166,7 +185,7 @@ class Facial4Mini(Benchmark):
         return TaskData(
             name="face_verification",
             class_names=[people.class_names[i] for i in keep],
-            train=ArrayDataset(images, labels, _flip(), FACE_MEAN, FACE_STD),
+            train=ArrayDataset(images, labels, _flip(), FACE_MEAN, FACE_STD, augment=_flip_augment()),
             valid=valid,
             test=test,
             kind="verification",
@@ -210,6 +229,28 @@ class Facial4Mini(Benchmark):
             "expression", np.concatenate(images), np.concatenate(labels), files["train"].class_names, parts
         )
 
+    def _expression_similarity(self, expression: TaskData) -> TaskData:
+        """FER2013 emotion triplets over the expression task's images (a stand-in for FEC)."""
+        from clbench.datasets.errors import DataError
+        from clbench.triplets import StackedTriplets, TripletDataset, sample_label_triplets
+
+        cfg: Facial4MiniConfig = self.config  # type: ignore[assignment]
+        evaluated = cfg.eval_triplets if cfg.eval_limit is None else min(cfg.eval_triplets, cfg.eval_limit)
+        trained = cfg.train_triplets if cfg.train_triplets is not None else len(expression.train)
+        count = {"train": trained, "valid": evaluated, "test": evaluated}
+        data: dict[str, Any] = {}
+        # A seed per split, so the valid and test triplets do not repeat the same index pattern.
+        for seed, split in enumerate(("train", "valid", "test"), start=SPLIT_SEED):
+            images = getattr(expression, split)  # ArrayDatasets: train ones flip each image
+            try:
+                rows = sample_label_triplets(images.targets, count[split], seed)
+            except ValueError as error:  # e.g. an eval_limit leaving one image per emotion
+                raise DataError(f"expression_similarity: no {split} triplets from {len(images)} FER2013 images "
+                                f"({error}); raise the image limits") from None  # fmt: skip
+            triplets = TripletDataset(images, rows)
+            data[split] = StackedTriplets(triplets) if split == "train" else triplets
+        return TaskData(name="expression_similarity", class_names=list(expression.class_names), kind="triplet", **data)
+
     def _classification(
         self, name: str, images: np.ndarray, labels: np.ndarray, classes: list[str], parts: dict[str, np.ndarray]
     ) -> TaskData:
@@ -222,8 +263,10 @@ class Facial4Mini(Benchmark):
         data = {}
         for split, rows in parts.items():
             rows = np.asarray(self._limit(list(rows), labels[rows], limits[split]), dtype=np.int64)
-            transform = _flip() if split == "train" else None
-            data[split] = ArrayDataset(np.asarray(images[rows]), labels[rows], transform, FACE_MEAN, FACE_STD)
+            transform, augment = (_flip(), _flip_augment()) if split == "train" else (None, None)
+            data[split] = ArrayDataset(
+                np.asarray(images[rows]), labels[rows], transform, FACE_MEAN, FACE_STD, augment=augment
+            )
         return TaskData(name=name, class_names=list(classes), **data)
 
     @staticmethod
@@ -235,6 +278,13 @@ class Facial4Mini(Benchmark):
             return list(rows)
         keep, _ = split_validation(labels, 1 - limit / len(rows), SPLIT_SEED)
         return [rows[i] for i in keep]
+
+
+def _flip_augment() -> Any:
+    """The training flip, declared for the device engine (clbench.engine)."""
+    from clbench.datasets.arrays import Augment
+
+    return Augment(hflip=True)
 
 
 def _flip() -> Any:

@@ -22,7 +22,7 @@ class BenchmarkConfig:
     data_root: str | None = None  # where the benchmark's data lives (None: the benchmark's default)
 
 
-TASK_KINDS = ("classification", "verification")
+TASK_KINDS = ("classification", "verification", "triplet")
 
 
 @dataclass
@@ -37,6 +37,15 @@ class TaskData:
     Verification: ``train`` is an identity-classification dataset (``class_names`` are the
     identities) that trains the embedding with a margin loss; ``valid`` and ``test`` are
     :class:`clbench.verification.PairSplit` objects scored by embedding cosine similarity.
+
+    Triplet: the task trains an L2-normalised embedding (``make_head("embedding")``, 16-d) with a
+    triplet loss (:mod:`clbench.triplets`). ``train`` yields ``(stack([anchor, positive,
+    negative]), 0)`` items, the stack ``(3, C, H, W)`` (:class:`clbench.triplets.StackedTriplets`:
+    the constant target keeps Avalanche's classification-dataset machinery working; the loss
+    ignores it); ``valid``
+    and ``test`` are :class:`clbench.triplets.TripletDataset` objects scored by triplet accuracy.
+    ``class_names`` are the categories the triplets are drawn from (informational: the embedding
+    head's size is fixed and ignores ``num_classes``).
     """
 
     name: str
@@ -52,12 +61,14 @@ class TaskData:
 
     @property
     def num_classes(self) -> int:
+        """``len(class_names)``: the head's outputs, except for triplet tasks (see the class doc)."""
         return len(self.class_names)
 
     @property
     def head(self) -> str:
-        """The head the task trains: a linear classifier, or a cosine (margin-loss) head."""
-        return "cosine" if self.kind == "verification" else "linear"
+        """The head the task trains: a linear classifier, a cosine (margin-loss) head, or the
+        L2-normalised embedding of a triplet task (kinds of :func:`clbench.nn.heads.make_head`)."""
+        return {"verification": "cosine", "triplet": "embedding"}.get(self.kind, "linear")
 
 
 class Benchmark:

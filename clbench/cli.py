@@ -253,6 +253,7 @@ def _cmd_run(args: Sequence[str]) -> int:
         resume=first.resume is not None,
         quiet=run_opts.quiet,
         deterministic=run_opts.deterministic,
+        phase_checkpoints=run_opts.phase_checkpoints,
     )
     if ns.print_config:
         print(resolved_toml(spec), end="")
@@ -284,6 +285,7 @@ class _RunOptions:
     overwrite: bool = False
     quiet: bool = False
     deterministic: bool = False
+    phase_checkpoints: bool = True
     recipe: str | None = None
     epochs: int | None = None
     data_root: str | None = None
@@ -346,7 +348,7 @@ def _run_parser(
         "--resume",
         default=S,
         metavar="RUN_DIR",
-        help="continue an interrupted run after its last finished task (other options may change settings)",
+        help="continue an interrupted run from its last finished phase (changed options restart that task)",
     )
     general.add_argument(
         "--overwrite",
@@ -363,6 +365,14 @@ def _run_parser(
         const=True,
         default=S,
         help="deterministic kernels on CUDA (slower; CPU runs are deterministic anyway)",
+    )
+    general.add_argument(
+        "--task-checkpoints-only",
+        dest="run__phase_checkpoints",
+        action="store_const",
+        const=False,
+        default=S,
+        help="checkpoint after every task only, not after every phase (less disk; a resume repeats the task)",
     )
     general.add_argument(
         "--quiet",

@@ -313,6 +313,13 @@ class GoalDrivenStrategy(MaskedStrategy):
         self._before_prune = (math.nan, math.nan)
         super().before_task(task)
 
+    def phase_state(self) -> dict[str, Any]:
+        return {"goal": self._goal, "before_prune": self._before_prune}
+
+    def load_phase_state(self, state: dict[str, Any]) -> None:
+        self._goal = state["goal"]
+        self._before_prune = tuple(state["before_prune"])
+
     def validate(self, tasks: Sequence[Task]) -> None:
         if self.config.goals == "file":
             for task in tasks:
@@ -388,9 +395,11 @@ class GoalDrivenStrategy(MaskedStrategy):
         for target in cfg.prune_stages:
             if must and initial >= must:
                 break
-            result = self.prune_stage(
-                task, initial, target, cfg.prune_epochs, cfg.prune_interval, cfg.prune_frequency, cfg.prune_lr
-            )
+            result = self.phase(
+                f"prune {target:g}", self.prune_stage,
+                task, initial, target, cfg.prune_epochs, cfg.prune_interval, cfg.prune_frequency, cfg.prune_lr,
+                timed=False,  # inside "compact"
+            )  # fmt: skip
             if not result.train_accuracy > cfg.min_train_accuracy:
                 break  # upstream exit 6: the pruned net no longer fits the training data; not recorded
             initial = target

@@ -30,6 +30,7 @@ with warnings.catch_warnings():
     from avalanche.training.templates import SupervisedTemplate
 
 from clbench.errors import ClbenchError
+from clbench.triplets import triplet_correct
 
 if TYPE_CHECKING:
     from clbench.benchmark import TaskData
@@ -46,8 +47,9 @@ def build_scenario(tasks: Sequence[TaskData]) -> dict[str, dict[int, Any]]:
     """Avalanche experiences per split and task index (from 1): ``{"train": {1: exp, ...}, ...}``.
 
     Every dataset carries its task label (Avalanche's are 0-based: task i has label i − 1),
-    set explicitly because verification tasks have no classification ``valid``/``test`` data
-    (clbench scores their pairs itself), so stream positions and task indices can differ.
+    set explicitly because verification and triplet tasks have no classification ``valid``/``test``
+    data (clbench scores their pairs and triplets itself), so stream positions and task indices
+    can differ.
     """
     result: dict[str, dict[int, Any]] = {}
     for split in ("train", "valid", "test"):
@@ -70,6 +72,9 @@ class TaskRoutedModel(MultiTaskModule):
     Avalanche passes each sample's task label; the network is switched to that task
     (``activate``) before the forward pass. Heads are created by the strategy in
     ``begin_task``, so Avalanche's own head adaptation is switched off.
+
+    A triplet task's batch is ``(B, 3, C, H, W)``: it runs as ``(3B, C, H, W)`` (rows
+    ``a0, p0, n0, a1, ...``) and returns ``(3B, D)`` embeddings (see :mod:`clbench.triplets`).
     """
 
     def __init__(self, net: nn.Module) -> None:
@@ -85,6 +90,10 @@ class TaskRoutedModel(MultiTaskModule):
         first = int(task_labels[0])
         if bool((task_labels == first).all()):
             return self.forward_single_task(x, first)
+        if x.dim() == 5:
+            # Triplet rows hold three images and their outputs are embeddings, not logits:
+            # padding them into one logit table has no meaning.
+            raise ClbenchError("a batch of triplets (B, 3, C, H, W) must come from one task, not mixed tasks")
         # Mixed-task batches: pad each head's logits with a very negative value so that
         # padding never wins an argmax.
         parts = []
@@ -99,6 +108,8 @@ class TaskRoutedModel(MultiTaskModule):
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         self.net.activate(task_label + 1)
+        if x.dim() == 5:  # triplets: (B, 3, C, H, W) → (3B, C, H, W)
+            x = x.flatten(0, 1)
         return self.net(x)
 
 
@@ -133,6 +144,7 @@ class _StrategyBridge(SupervisedPlugin):
         self.phase = phase
         self.schedulers = schedulers
         self.progress = progress
+        self.triplets = task.kind == "triplet"  # outputs are (3B, D) embeddings: count triplet accuracy
         self.epoch = 0
         self.step = 0
         self._reset()
@@ -158,7 +170,10 @@ class _StrategyBridge(SupervisedPlugin):
     def after_training_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         n = strategy.mb_y.shape[0]
         loss = strategy.loss.detach().sum()  # Avalanche keeps the loss as a 1-element tensor
-        self.correct += (strategy.mb_output.argmax(1) == strategy.mb_y).sum()
+        if self.triplets:
+            self.correct += triplet_correct(strategy.mb_output)
+        else:
+            self.correct += (strategy.mb_output.argmax(1) == strategy.mb_y).sum()
         self.loss_sum += loss.double() * n
         self.seen += n
         self.step += 1
@@ -201,6 +216,21 @@ def fit(
 ) -> FitResult:
     """Train ``strategy.model`` on ``task`` for ``epochs`` with ``optimizer``; every scheduler
     steps once per epoch."""
+    from clbench.engine import engine_of
+
+    if engine_of(strategy.config) == "device":
+        from clbench.engine import fit_on_device
+
+        return fit_on_device(
+            strategy,
+            task,
+            optimizer=optimizer,
+            schedulers=schedulers,
+            criterion=criterion,
+            epochs=epochs,
+            batch_size=batch_size,
+            phase=phase,
+        )
     from clbench.strategy import FitResult, iterations_per_epoch
 
     if epochs == 0:
@@ -236,7 +266,13 @@ def fit(
 
 def evaluate(strategy: Strategy, tasks: Sequence[Task], split: str, batch_size: int) -> dict[int, float]:
     """Task-aware top-1 accuracy of each (classification) task on ``split``, read from
-    Avalanche's evaluator."""
+    Avalanche's evaluator (or by the device engine when the config asks for it)."""
+    from clbench.engine import engine_of
+
+    if engine_of(strategy.config) == "device":
+        from clbench.engine import evaluate_on_device
+
+        return evaluate_on_device(strategy, tasks, split, batch_size)
     if not tasks:
         return {}
     exps = [getattr(t, f"{split}_exp") for t in tasks]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from clbench import checkpoint, results
 from clbench import config as cfg
 from clbench.errors import ClbenchError, ResultsExistError, RunInterrupted, UsageError
+from clbench.journal import PhaseJournal
 
 if TYPE_CHECKING:
     from clbench.benchmark import Benchmark
@@ -63,6 +64,7 @@ class RunSpec:
     resume: bool = False
     quiet: bool = False
     deterministic: bool = False
+    phase_checkpoints: bool = True  # a checkpoint after every phase, not only after every task
     runs_root: Path = Path("runs")
 
 
@@ -124,11 +126,15 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     strategy: Strategy = plugins.strategies.get(spec.strategy)(spec.strategy_config, context)
     state.strategy = strategy
     strategy.validate(state.tasks)
-    _check_free_space(run_dir, strategy)
+    if getattr(spec.strategy_config, "engine", "avalanche") == "device":
+        from clbench.engine import check_supported
+
+        check_supported(strategy, state.tasks)  # before the run directory holds anything
+    _check_free_space(run_dir, strategy, spec.phase_checkpoints)
 
     key = results.RunKey(run_id, spec.strategy, spec.benchmark, spec.seed)
     writer = results.MetricsWriter(run_dir / results.METRICS_FILE, key)
-    first_task, elapsed_before = 1, 0.0
+    first_task, elapsed_before, replay_phases = 1, 0.0, False
     if spec.resume:
         saved = checkpoint.latest(run_dir)
         if saved is not None:
@@ -138,14 +144,28 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
             writer.rows = list(saved.payload["rows"])
             first_task, elapsed_before = saved.task + 1, float(saved.payload["elapsed"])
             log.info("resuming %s after task %d of %d", run_dir, saved.task, len(state.tasks))
-        _record_resume(run_dir, spec, first_task)
+        # Saved phases replay only under the settings that made them.
+        replay_phases = not _record_resume(run_dir, spec, first_task) and spec.phase_checkpoints
     results.atomic_write_text(run_dir / results.CONFIG_FILE, resolved_toml(spec))
     results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, environment(device))
     plugins.hook.clbench_run_start(run=state)
 
+    clock = _Clock(started, elapsed_before)
+    identity = {"run_id": run_id, "strategy_name": spec.strategy, "benchmark": spec.benchmark, "seed": spec.seed}
     for task in state.tasks[first_task - 1 :]:
+        clock.start_task()
+        journal = None
+        if spec.phase_checkpoints:
+            reuse = replay_phases and task.index == first_task
+            journal = PhaseJournal.for_task(run_dir, task.index, lambda: {**identity, **clock.payload()}, reuse)
+            resumed = journal.last_replayed
+            if resumed is not None:
+                _check_belongs_payload(resumed, spec, run_dir / checkpoint.CHECKPOINT_DIR)
+                clock.resume_task(resumed)
+                log.info("resuming task %d after its phase %r", task.index, resumed["phase"])
+        strategy.context.journal = journal
         try:
-            rows = _learn_and_evaluate(state, strategy, task, writer)
+            rows = _learn_and_evaluate(state, strategy, task, writer, clock)
             checkpoint.save(
                 run_dir,
                 task.index,
@@ -157,25 +177,28 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
                     "strategy": strategy.checkpoint_state(),
                     "rng": checkpoint.rng_state(),
                     "rows": writer.rows,
-                    "elapsed": elapsed_before + time.perf_counter() - started,
+                    "elapsed": clock.elapsed(),
                 },
             )
+            if journal is not None:
+                journal.clear()  # the task checkpoint now covers its phases
         except KeyboardInterrupt:
             raise RunInterrupted(
-                f"interrupted during task {task.index} ({task.name}); {_saved(task.index)} in {run_dir}; "
+                f"interrupted during task {task.index} ({task.name}); {_saved(task.index, journal)} in {run_dir}; "
                 f"continue with: clbench run --resume {run_dir}"
             ) from None
         except ClbenchError as exc:
-            raise type(exc)(f"{exc}; {_saved(task.index)} in {run_dir}; after fixing the cause, continue "
+            raise type(exc)(f"{exc}; {_saved(task.index, journal)} in {run_dir}; after fixing the cause, continue "
                             f"with: clbench run --resume {run_dir} [changed options]") from None  # fmt: skip
         except OSError as exc:
             raise ClbenchError(
                 f"could not write results of task {task.index} to {run_dir}: {exc.strerror or exc}; "
-                f"{_saved(task.index)} and intact; free space or fix permissions, then: clbench run --resume {run_dir}"
+                f"{_saved(task.index, journal)} and intact; free space or fix permissions, "
+                f"then: clbench run --resume {run_dir}"
             ) from None
         plugins.hook.clbench_after_task(run=state, task=task.index, rows=rows)
 
-    summary = _summary(writer, started, elapsed_before, device)
+    summary = _summary(writer, started, clock.before, device)
     results.atomic_write_json(run_dir / results.SUMMARY_FILE, summary)
     table = results.to_markdown(results.comparison_table([run_dir]))
     results.atomic_write_text(run_dir / "summary.md", table + "\n")
@@ -183,16 +206,45 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     return state
 
 
-def _saved(task: int) -> str:
-    return f"tasks 1-{task - 1} are saved" if task > 1 else "no task had finished"
+def _saved(task: int, journal: PhaseJournal | None) -> str:
+    """What an interrupted run keeps: its finished tasks and the finished phases of this one."""
+    said = f"tasks 1-{task - 1} are saved" if task > 1 else "no task had finished"
+    phases = journal.saved_phases() if journal is not None else 0
+    return f"{said} (and {phases} finished phase(s) of task {task})" if phases else said
+
+
+@dataclass
+class _Clock:
+    """Wall time of the run and of the current task, counting the parts before a resume."""
+
+    started: float  # perf_counter() when this process began the run
+    before: float = 0.0  # seconds the run ran before this process took over
+    task_started: float = 0.0
+    task_before: float = 0.0  # seconds the current task ran before a mid-task resume
+
+    def start_task(self) -> None:
+        self.task_started, self.task_before = time.perf_counter(), 0.0
+
+    def resume_task(self, record: dict[str, Any]) -> None:
+        """Count the interrupted part of the task (up to its last saved phase) as already run."""
+        self.task_before = float(record["task_seconds"])
+        self.before = float(record["elapsed"]) - (self.task_started - self.started)
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def task_seconds(self) -> float:
+        return self.task_before + time.perf_counter() - self.task_started
+
+    def payload(self) -> dict[str, float]:
+        return {"elapsed": self.elapsed(), "task_seconds": self.task_seconds()}
 
 
 def _learn_and_evaluate(
-    state: RunState, strategy: Strategy, task: Task, writer: results.MetricsWriter
+    state: RunState, strategy: Strategy, task: Task, writer: results.MetricsWriter, clock: _Clock
 ) -> list[dict[str, Any]]:
     context = strategy.context
     context.phase_seconds.clear()
-    task_start = time.perf_counter()
     strategy.learn_task(task)
     seen = state.tasks[: task.index]
     rows = []
@@ -204,7 +256,7 @@ def _learn_and_evaluate(
         rows.append(writer.add(task.index, task.index, name, value))
     for phase, seconds in context.phase_seconds.items():
         rows.append(writer.add(task.index, task.index, f"seconds_{phase}", seconds))
-    rows.append(writer.add(task.index, task.index, "seconds_task", time.perf_counter() - task_start))
+    rows.append(writer.add(task.index, task.index, "seconds_task", clock.task_seconds()))
     writer.flush()
     test_acc = next(r["value"] for r in rows if r["metric"] == "accuracy" and r["eval_task"] == task.index)
     log.info("task %d/%d %s: test accuracy %.4f", task.index, len(state.tasks), task.name, test_acc)
@@ -212,22 +264,33 @@ def _learn_and_evaluate(
 
 
 def _check_belongs(saved: checkpoint.Checkpoint, spec: RunSpec, run_dir: Path) -> None:
-    found = (saved.payload["strategy_name"], saved.payload["benchmark"], saved.payload["seed"])
+    _check_belongs_payload(saved.payload, spec, saved.path, run_dir)
+
+
+def _check_belongs_payload(payload: dict[str, Any], spec: RunSpec, where: Path, run_dir: Path | None = None) -> None:
+    found = (payload["strategy_name"], payload["benchmark"], payload["seed"])
     if found != (spec.strategy, spec.benchmark, spec.seed):
         raise checkpoint.CheckpointError(
-            f"checkpoint {saved.path} is of strategy/benchmark/seed {found}, not "
-            f"{(spec.strategy, spec.benchmark, spec.seed)}: {run_dir} holds another run"
+            f"checkpoint {where} is of strategy/benchmark/seed {found}, not "
+            f"{(spec.strategy, spec.benchmark, spec.seed)}: {run_dir or where.parent} holds another run"
         )
 
 
-def _record_resume(run_dir: Path, spec: RunSpec, first_task: int) -> None:
-    """Keep the configuration each part of a resumed run used (resumes.json)."""
+def _record_resume(run_dir: Path, spec: RunSpec, first_task: int) -> bool:
+    """Keep the configuration each part of a resumed run used (resumes.json); True when the
+    settings changed."""
     path = run_dir / "resumes.json"
     history = json.loads(path.read_text()) if path.is_file() else []
     previous = (run_dir / results.CONFIG_FILE).read_text() if (run_dir / results.CONFIG_FILE).is_file() else None
     current = resolved_toml(spec)
-    if previous is not None and previous != current:
-        log.warning("resuming %s with changed settings (the earlier config is kept in resumes.json)", run_dir)
+    changed = previous is not None and previous != current
+    if changed:
+        log.warning(
+            "resuming %s with changed settings (the earlier config is kept in resumes.json); "
+            "task %d starts again from its beginning",
+            run_dir,
+            first_task,
+        )
     history.append(
         {
             "utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -236,6 +299,7 @@ def _record_resume(run_dir: Path, spec: RunSpec, first_task: int) -> None:
         }
     )
     results.atomic_write_json(path, history)
+    return changed
 
 
 class RunLock:
@@ -274,9 +338,13 @@ def _remove_if_unstarted(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _check_free_space(run_dir: Path, strategy: Strategy) -> None:
+def _check_free_space(run_dir: Path, strategy: Strategy, phase_checkpoints: bool) -> None:
     model_bytes = sum(t.numel() * t.element_size() for t in strategy.model.state_dict().values() if hasattr(t, "numel"))
-    need = 3 * model_bytes + 2**20  # two checkpoints kept, one being written, and the tables
+    copies = 3  # two task checkpoints kept, one being written
+    if phase_checkpoints:
+        # The open phases' records (train, grow, compact) plus compact's prune stages.
+        copies += 3 + len(getattr(strategy.config, "prune_stages", ()))
+    need = copies * model_bytes + 2**20  # and the tables
     free = shutil.disk_usage(run_dir).free
     if free < need:
         raise ClbenchError(
@@ -295,6 +363,7 @@ def resolved_toml(spec: RunSpec) -> str:
                 "seed": spec.seed,
                 "device": spec.device,
                 "deterministic": spec.deterministic,
+                "phase_checkpoints": spec.phase_checkpoints,
             },
             spec.strategy: cfg.as_dict(spec.strategy_config),
             spec.benchmark: cfg.as_dict(spec.benchmark_config),

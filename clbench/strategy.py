@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from clbench.benchmark import TaskData
+    from clbench.journal import PhaseJournal
     from clbench.loop import Loop
 
 
@@ -42,6 +43,9 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None  # clbench option (none in the papers): cap the gradient norm
+    engine: str = "avalanche"  # training loop: Avalanche's SupervisedTemplate, or "device" (clbench.engine)
+    precision: str = "fp32"  # "bf16": autocast around forward and loss (device engine)
+    channels_last: bool = False  # model and inputs in channels-last memory format (device engine)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "train", "epochs", ">= 0", self.epochs)
@@ -53,12 +57,17 @@ class TrainConfig:
         check(0 < self.lr_gamma <= 1, "train", "lr_gamma", "in (0, 1]", self.lr_gamma)
         clip = self.clip_grad_norm
         check(clip is None or clip > 0, "train", "clip_grad_norm", "> 0 or none", clip)
+        check(self.engine in ("avalanche", "device"), "train", "engine", "avalanche or device", self.engine)
+        check(self.precision in ("fp32", "bf16"), "train", "precision", "fp32 or bf16", self.precision)
+        device_only = self.engine == "device" or (self.precision == "fp32" and not self.channels_last)
+        check(device_only, "train", "precision/channels_last", "fp32 and false unless engine is device", self.engine)
 
 
 @dataclass
 class Task:
     """A task as a strategy sees it: 1-based index, its data and its Avalanche experiences
-    (``valid_exp``/``test_exp`` are None for verification tasks, scored by clbench itself)."""
+    (``valid_exp``/``test_exp`` are None for verification and triplet tasks, scored by clbench
+    itself)."""
 
     index: int
     data: TaskData
@@ -79,11 +88,16 @@ class Task:
         return self.data.kind
 
     def criterion(self) -> nn.Module:
-        """The training loss: cross-entropy, or the cosine-margin loss of verification tasks."""
+        """The training loss: cross-entropy, the cosine-margin loss of verification tasks, or the
+        triplet loss of triplet tasks (on ``(3B, D)`` embeddings; the target is ignored)."""
         from torch import nn
 
         from clbench.nn.heads import MarginCrossEntropy
 
+        if self.kind == "triplet":
+            from clbench.triplets import TripletCriterion
+
+            return TripletCriterion()
         return MarginCrossEntropy() if self.kind == "verification" else nn.CrossEntropyLoss()
 
 
@@ -99,6 +113,7 @@ class StrategyContext:
     goals_dir: Path | None = None  # where accuracy-goal files are written and looked up first
     quiet: bool = True
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    journal: PhaseJournal | None = None  # phase checkpoints of the running task (set by the runner)
 
 
 def iterations_per_epoch(samples: int, batch_size: int) -> int:
@@ -143,10 +158,10 @@ class Strategy:
     def learn_task(self, task: Task) -> None:
         self.before_task(task)
         self.pick(task)
-        self.timed("train", self.train, task)
-        while self.timed("grow", self.grow, task):
-            self.timed("train", self.train, task)
-        self.timed("compact", self.compact, task)
+        self.phase("train", self.train, task)
+        while self.phase("grow", self.grow, task):
+            self.phase("train", self.train, task)
+        self.phase("compact", self.compact, task)
         self.after_task(task)
 
     def before_task(self, task: Task) -> None:
@@ -179,6 +194,15 @@ class Strategy:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned."""
+
+    def phase_state(self) -> dict[str, Any]:
+        """Attributes a strategy sets inside a task and reads in a later phase of the same task
+        (e.g. the accuracy before pruning that decides growth): saved with every phase
+        checkpoint, restored by :meth:`load_phase_state` when a resumed task replays."""
+        return {}
+
+    def load_phase_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`phase_state` returned."""
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "extra": self.extra_state()}
@@ -259,18 +283,68 @@ class Strategy:
 
     def evaluate_all(self, tasks: Sequence[Task], split: str = "test") -> dict[int, dict[str, float]]:
         """Every metric per task: classification through Avalanche's evaluator, verification
-        by clbench's pair scoring (accuracy and its std over folds)."""
-        from clbench import verification
+        by clbench's pair scoring (accuracy and its std over folds), triplet tasks by triplet
+        accuracy of their embedding."""
+        from clbench import triplets, verification
         from clbench.loop import evaluate
 
         batch = self.config.eval_batch_size
+        device = self.context.device
         classified = [t for t in tasks if t.kind == "classification"]
         scores = {i: {"accuracy": acc} for i, acc in evaluate(self, classified, split, batch_size=batch).items()}
         for task in tasks:
             if task.kind == "verification":
                 pairs = getattr(task.data, split)
-                scores[task.index] = verification.evaluate(self.model, task.index, pairs, self.context.device, batch)
+                scores[task.index] = verification.evaluate(self.model, task.index, pairs, device, batch)
+            elif task.kind == "triplet":
+                scores[task.index] = triplets.evaluate(self.model, task.index, getattr(task.data, split), device, batch)
         return scores
+
+    # ---------------------------------------------------------------- phases
+    def phase(self, name: str, fn: Callable[..., Any], *args: Any, timed: bool = True) -> Any:
+        """Run ``fn(*args)`` as one phase of the task: timed under ``name`` (unless ``timed`` is
+        False) and, when the runner keeps a phase journal, checkpointed once it returns. When a
+        resumed task replays a phase that finished before the interruption, ``fn`` is not run:
+        the saved state is loaded and the saved return value returned (see clbench.journal).
+        A phase must not share live objects (an optimizer, a data iterator) with later phases."""
+        journal = self.context.journal
+        run = (lambda: self.timed(name, fn, *args)) if timed else (lambda: fn(*args))
+        if journal is None:
+            return run()
+        ordinal, saved = journal.begin(name)
+        if saved is not None:
+            self.load_phase(saved)
+            journal.skip(ordinal, saved)
+            return saved["result"]
+        try:
+            result = run()
+        except BaseException:
+            journal.abandon(ordinal)
+            raise
+        from clbench.checkpoint import rng_state
+
+        journal.end(
+            ordinal,
+            {
+                "phase": name,
+                "result": result,
+                "strategy": self.checkpoint_state(),
+                "phase_state": self.phase_state(),
+                "rng": rng_state(),
+                "phase_seconds": dict(self.context.phase_seconds),
+            },
+        )
+        return result
+
+    def load_phase(self, saved: dict[str, Any]) -> None:
+        """Put the strategy where it was when the saved phase ended."""
+        from clbench.checkpoint import set_rng_state
+
+        self.load_checkpoint_state(saved["strategy"])
+        self.load_phase_state(saved["phase_state"])
+        set_rng_state(saved["rng"])
+        self.context.phase_seconds.clear()
+        self.context.phase_seconds.update(saved["phase_seconds"])
 
     # --------------------------------------------------------------- helpers
     def timed(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:

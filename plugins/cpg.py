@@ -91,7 +91,7 @@ class CPG(GoalDrivenStrategy):
     def compact(self, task: Task) -> None:
         super().compact(task)
         if self.config.retrain and task.index > 1 and self.owned_weights(task) > 0:
-            self.timed("retrain", self.retrain, task)
+            self.phase("retrain", self.retrain, task)
 
     def retrain(self, task: Task) -> None:
         """Re-learn the pick mask from 0.01 with the kept weights; keep it only if validation

@@ -9,6 +9,7 @@ the per-task mean/std, as the original CPG code normalises each task with its ow
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,28 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 # Images per chunk when computing statistics: bounds the float64 temporary to ~100 MB.
 _STATS_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Augment:
+    """A declarative description of a dataset's training augmentation, so that a batch-wise
+    engine (:mod:`clbench.engine`) can reproduce on the device what ``transform`` does per sample.
+
+    ``crop_padding``: random crop back to the original size after zero padding by this many
+    pixels on each side (``v2.RandomCrop(size, padding=p)``); 0: no crop. ``hflip``: random
+    horizontal flip with probability 0.5 (``v2.RandomHorizontalFlip()``).
+    """
+
+    crop_padding: int = 0
+    hflip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+
+    @property
+    def active(self) -> bool:
+        return self.crop_padding > 0 or self.hflip
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -158,6 +181,9 @@ class ArrayDataset(_ImageArrayMixin, Dataset):
             returns a float tensor, that tensor is taken to be on the [0, 1] scale already.
         mean, std: per-channel statistics on the [0, 1] scale (see :func:`channel_stats`);
             None skips normalisation.
+        augment: the same augmentation as ``transform``, described declaratively for the
+            device engine (which cannot run a per-sample transform); None with a
+            ``transform`` set means the data can train only through the Avalanche engine.
     """
 
     def __init__(
@@ -167,8 +193,10 @@ class ArrayDataset(_ImageArrayMixin, Dataset):
         transform: Transform | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        augment: Augment | None = None,
     ) -> None:
         self._setup(images, transform, mean, std)
+        self.augment = augment
         self.targets: list[int] = [int(x) for x in np.asarray(labels).tolist()]
         if len(self.targets) != len(images):
             raise ValueError(f"{len(images)} images but {len(self.targets)} labels")

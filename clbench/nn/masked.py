@@ -695,7 +695,7 @@ class TaskInfo:
     pick: str
     in_features: int
     finished: bool = False
-    head: str = "linear"  # "linear" or "cosine" (see clbench.nn.heads)
+    head: str = "linear"  # "linear", "cosine" or "embedding" (see clbench.nn.heads)
 
 
 class MaskedNet(nn.Module):
@@ -780,7 +780,8 @@ class MaskedNet(nn.Module):
     # ----------------------------------------------------------- lifecycle
     def begin_task(self, task: int, num_classes: int, pick: str = "learn", head: str = "linear") -> None:
         """Open task ``task``: it claims every free weight and gets fresh per-task state and head
-        (``head``: "linear" classifier, or "cosine" for margin-loss embeddings)."""
+        (``head``: "linear" classifier, "cosine" for margin-loss embeddings, "embedding" for the
+        L2-normalised embedding of triplet tasks, whose size ignores ``num_classes``)."""
         self._guard("begin_task", self.State.IDLE)
         if pick not in PICK_MODES:
             raise ValueError(f"pick must be one of {PICK_MODES}, got {pick!r}")

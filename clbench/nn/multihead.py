@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from clbench.nn.heads import make_head
+from clbench.nn.heads import head_kind, make_head
 
 
 class MultiHeadNet(nn.Module):
-    """Shared backbone (every weight trains on every task) and a new linear head per task.
+    """Shared backbone (every weight trains on every task) and a new head per task
+    (linear, cosine or embedding: :func:`clbench.nn.heads.make_head`).
 
     It offers the same task interface as the masked network (``begin_task``, ``activate``,
     ``finish_task``, ``trainable_parameters``) so strategies drive both the same way.
@@ -39,10 +40,7 @@ class MultiHeadNet(nn.Module):
 
     def get_extra_state(self) -> dict[str, object]:
         """Head shapes and kinds, so a fresh net can load a checkpoint of a later task."""
-        heads = {
-            k: [h.in_features, h.out_features, "linear" if h.bias is not None else "cosine"]
-            for k, h in self.heads.items()
-        }
+        heads = {k: [h.in_features, h.out_features, head_kind(h)] for k, h in self.heads.items()}
         return {"heads": heads, "training_task": self.training_task, "active_task": self.active_task}
 
     def set_extra_state(self, state: dict[str, object]) -> None:

@@ -28,6 +28,7 @@ def test_run_writes_its_files(finished_run):
         "seed": 1,
         "device": "auto",
         "deterministic": False,
+        "phase_checkpoints": True,
     }
     assert config["finetune"]["epochs"] == 2 and config["finetune"]["batch_size"] == 64
 

@@ -59,6 +59,81 @@ def test_sigkill_mid_task_then_resume_gives_the_same_table(uninterrupted, tmp_pa
     assert _table(out) == _table(uninterrupted)
 
 
+_KILL_AFTER_PHASE = """
+import os, signal, sys
+from clbench import journal
+from clbench.cli import main
+
+write = journal.PhaseJournal._write
+
+def write_then_die(self, ordinal, payload):
+    write(self, ordinal, payload)
+    if (self.task, ordinal) == ({task}, {ordinal}):
+        os.kill(os.getpid(), signal.SIGKILL)  # right after the phase record is safely on disk
+
+journal.PhaseJournal._write = write_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _run_killed_after_phase(out: Path, cwd: Path, task: int, ordinal: int, extra: tuple[str, ...] = ()) -> None:
+    code = _KILL_AFTER_PHASE.format(task=task, ordinal=ordinal)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", *ARGS, *extra, "--out", str(out)],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+# CPG's phases on this recipe. Task 1: train = 1, grow = 2, compact = 3 holding prune 0.5 = 4 and
+# prune 0.8 = 5 (neither meets the goal, so task 1 keeps all its weights). Later tasks own no free
+# weights: train = 1, grow = 2, compact = 3.
+@pytest.mark.parametrize(
+    ("task", "ordinal", "phase"),
+    [(1, 4, "prune 0.5"), (1, 3, "compact"), (3, 1, "train")],
+)
+def test_sigkill_after_a_phase_resumes_from_that_phase(uninterrupted, tmp_path, capsys, task, ordinal, phase):
+    out = tmp_path / "run"
+    _run_killed_after_phase(out, tmp_path, task, ordinal)
+    assert not (out / "checkpoints" / f"task-{task:03d}.pt").exists()  # killed inside the task
+    assert main(["run", "--resume", str(out)]) == 0
+    assert f"resuming task {task} after its phase {phase!r}" in capsys.readouterr().err
+    assert _table(out) == _table(uninterrupted)
+    assert not list((out / "checkpoints").glob("*-phase-*"))  # finished tasks keep no phase files
+
+
+def test_damaged_phase_record_falls_back_to_the_phase_before(uninterrupted, tmp_path, capsys):
+    out = tmp_path / "run"
+    _run_killed_after_phase(out, tmp_path, task=1, ordinal=5)
+    damaged = out / "checkpoints" / "task-001-phase-005.pt"
+    damaged.write_bytes(damaged.read_bytes()[:500])
+    assert main(["run", "--resume", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "task-001-phase-005.pt fails its checksum; the task resumes from the phase before it" in err
+    assert "resuming task 1 after its phase 'prune 0.5'" in err
+    assert _table(out) == _table(uninterrupted)
+
+
+def test_changed_settings_restart_the_interrupted_task(tmp_path, capsys):
+    out = tmp_path / "run"
+    _run_killed_after_phase(out, tmp_path, task=1, ordinal=4)
+    assert main(["run", "--resume", str(out), "--cpg.retrain-epochs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "task 1 starts again from its beginning" in err and "after its phase" not in err
+    assert results.accuracy_matrix(results.load_metrics(out)).shape == (5, 5)
+
+
+def test_task_checkpoints_only_writes_no_phase_files(tmp_path, monkeypatch):
+    from clbench import journal
+
+    written = []
+    monkeypatch.setattr(journal.PhaseJournal, "_write", lambda self, ordinal, payload: written.append(ordinal))
+    out = tmp_path / "run"
+    assert main(["run", *ARGS, "--task-checkpoints-only", "--out", str(out)]) == 0
+    assert written == []
+    assert "phase_checkpoints = false" in (out / "config.toml").read_text()
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kill_at_a_random_point_then_resume_gives_the_same_table(uninterrupted, tmp_path, seed):
     import random

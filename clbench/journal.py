@@ -1,0 +1,176 @@
+"""Phase checkpoints: a task interrupted half-way resumes from its last complete phase.
+
+A task's lifecycle is a sequence of *phases* (``train``, ``grow``, each prune stage of CPG/PAE,
+CPG's ``retrain``, PackNet's ``compact`` …), each started through :meth:`Strategy.phase`. After a
+phase finishes, the journal writes ``checkpoints/task-NNN-phase-MMM.pt`` (the strategy's model and
+extra state, its in-task attributes, the phase's return value, the random-number generators and
+the clocks), atomically and with a SHA-256 file beside it, as task checkpoints are written.
+
+Resuming *replays* the interrupted task: the strategy's own code runs again from the task's
+beginning, but every phase that has a record is not executed; its saved state is loaded and its
+saved return value returned. Because everything between phases is deterministic given the model,
+the strategy's attributes and the random state (evaluation, snapshots, growth decisions), the
+replay reaches the first missing phase in exactly the state the interrupted run was in.
+
+Phases nest (CPG's ``compact`` contains its prune stages and ``retrain``). While an outer phase
+runs, the records of its finished inner phases are kept: a replay runs the outer phase's own code
+again and needs the state after each of them (CPG snapshots the best prune stage). Once the outer
+phase is recorded they are removed, since a replay skips it whole. All of a task's records are
+removed once its task checkpoint exists. Disk: at most one record per open nesting level plus the
+finished inner phases of the open outer phase, each the size of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clbench.checkpoint import CHECKPOINT_DIR, FORMAT, CheckpointError
+from clbench.results import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"task-(\d{3,})-phase-(\d{3,})\.pt")
+
+
+def phase_path(run_dir: Path, task: int, ordinal: int) -> Path:
+    return run_dir / CHECKPOINT_DIR / f"task-{task:03d}-phase-{ordinal:03d}.pt"
+
+
+def _phase_files(run_dir: Path) -> list[tuple[int, int, Path]]:
+    folder = run_dir / CHECKPOINT_DIR
+    matches = ((_NAME.fullmatch(p.name), p) for p in folder.glob("task-*-phase-*.pt"))
+    return sorted((int(m.group(1)), int(m.group(2)), p) for m, p in matches if m)
+
+
+def _remove(path: Path) -> None:
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)  # the checksum first: no half-valid pair
+    path.unlink(missing_ok=True)
+
+
+@dataclass
+class PhaseJournal:
+    """The phase records of one task: those to replay (from an interrupted run) and new ones.
+
+    ``base_payload()`` returns what every record carries besides the phase's own state (run
+    identity, clocks); it is called when a record is written.
+    """
+
+    run_dir: Path
+    task: int
+    base_payload: Callable[[], dict[str, Any]]
+    replay: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _next: int = 0
+    _open: list[int] = field(default_factory=list)
+
+    @classmethod
+    def for_task(
+        cls, run_dir: Path, task: int, base_payload: Callable[[], dict[str, Any]], reuse: bool = True
+    ) -> PhaseJournal:
+        """The journal of ``task``: its verified records when ``reuse``; every other phase file
+        (of earlier tasks, from a damaged record on, or all of them when not reusing) is removed,
+        so no stale state is ever replayed."""
+        journal = cls(run_dir, task, base_payload)
+        damaged = not reuse
+        for file_task, ordinal, path in _phase_files(run_dir):
+            if file_task != task or damaged:
+                _remove(path)
+                continue
+            payload = _read_verified(path)
+            if payload is None:
+                damaged = True  # later records were made from this one's state: drop them too
+                _remove(path)
+                continue
+            journal.replay[ordinal] = payload
+        # A crash between writing an outer phase's record and removing its inner ones leaves
+        # records the outer one covers: a replay skips them with it.
+        for ordinal, payload in list(journal.replay.items()):
+            for inner in [k for k in journal.replay if ordinal < k <= int(payload["last_ordinal"])]:
+                del journal.replay[inner]
+                _remove(phase_path(run_dir, task, inner))
+        if journal.replay:
+            log.info("task %d: %d finished phase(s) found; replaying them", task, len(journal.replay))
+        return journal
+
+    @property
+    def last_replayed(self) -> dict[str, Any] | None:
+        return self.replay[max(self.replay)] if self.replay else None
+
+    def begin(self, name: str) -> tuple[int, dict[str, Any] | None]:
+        """Open phase ``name``; returns its ordinal and its saved record if it finished before
+        (then the caller loads the record and calls :meth:`skip` instead of running it)."""
+        self._next += 1
+        ordinal = self._next
+        saved = self.replay.get(ordinal)
+        if saved is not None and saved["phase"] != name:
+            raise CheckpointError(
+                f"phase checkpoint {phase_path(self.run_dir, self.task, ordinal)} is of phase {saved['phase']!r}, "
+                f"but the strategy is now at {name!r}: the saved phases do not belong to this task's flow"
+            )
+        self._open.append(ordinal)
+        return ordinal, saved
+
+    def skip(self, ordinal: int, saved: dict[str, Any]) -> None:
+        """Close a replayed phase: the phases it contained are skipped with it."""
+        self._close(ordinal)
+        self._next = int(saved["last_ordinal"])
+
+    def end(self, ordinal: int, payload: dict[str, Any]) -> None:
+        """Close phase ``ordinal`` and write its record; the records of the phases inside it are
+        no longer needed (a replay skips them with it) and are removed."""
+        self._close(ordinal)
+        self._write(ordinal, {**payload, "last_ordinal": self._next})
+        for file_task, inner, path in _phase_files(self.run_dir):
+            if file_task == self.task and ordinal < inner <= self._next:
+                _remove(path)
+
+    def saved_phases(self) -> int:
+        """How many of this task's phase records are on disk."""
+        return sum(1 for file_task, _, _ in _phase_files(self.run_dir) if file_task == self.task)
+
+    def abandon(self, ordinal: int) -> None:
+        """Close phase ``ordinal`` after an exception: nothing is recorded."""
+        self._close(ordinal)
+
+    def _close(self, ordinal: int) -> None:
+        current = self._open.pop()
+        assert current == ordinal, "phases must close in the reverse order of opening"
+
+    def clear(self) -> None:
+        """Remove this task's records (its task checkpoint now covers them)."""
+        for file_task, _, path in _phase_files(self.run_dir):
+            if file_task <= self.task:
+                _remove(path)
+
+    def _write(self, ordinal: int, payload: dict[str, Any]) -> None:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, "task": self.task, "ordinal": ordinal, **self.base_payload(), **payload}, buffer)
+        data = buffer.getvalue()
+        path = phase_path(self.run_dir, self.task, ordinal)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, data)
+        atomic_write_bytes(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+
+
+def _read_verified(path: Path) -> dict[str, Any] | None:
+    import torch
+
+    digest_file = path.with_name(path.name + ".sha256")
+    data = path.read_bytes()
+    expected = digest_file.read_text().strip() if digest_file.is_file() else None
+    if expected != hashlib.sha256(data).hexdigest():
+        why = "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
+        log.warning("phase checkpoint %s %s; the task resumes from the phase before it", path, why)
+        return None
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(f"phase checkpoint {path} has format {payload.get('format')!r}, expected {FORMAT}")
+    return payload
