@@ -64,16 +64,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save(run_dir: Path, task: int, payload: dict[str, Any]) -> Path:
     """Write task ``task``'s checkpoint; once it is safely on disk, all but the previous one are
     removed (that one stays as the fallback should the newest be damaged later)."""
-    import torch
 
     folder = run_dir / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "task": task, **payload}, buffer)
-    data = buffer.getvalue()
     path = folder / f"task-{task:03d}.pt"
-    atomic_write_bytes(path, data)
-    atomic_write_bytes(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+    write_verified(path, {"task": task, **payload})
     for older in folder.glob("task-*.pt"):
         match = _NAME.fullmatch(older.name)
         if match and int(match.group(1)) < task - 1:
@@ -84,22 +79,43 @@ def save(run_dir: Path, task: int, payload: dict[str, Any]) -> Path:
 
 def latest(run_dir: Path) -> Checkpoint | None:
     """The newest checkpoint whose checksum verifies; corrupted ones are reported and skipped."""
-    import torch
 
     folder = run_dir / CHECKPOINT_DIR
     found = sorted(
         ((int(m.group(1)), p) for p in folder.glob("task-*.pt") if (m := _NAME.fullmatch(p.name))), reverse=True
     )
     for task, path in found:
-        digest_file = path.with_name(path.name + ".sha256")
-        data = path.read_bytes()
-        expected = digest_file.read_text().strip() if digest_file.is_file() else None
-        if expected != hashlib.sha256(data).hexdigest():
-            why = "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
-            log.warning("checkpoint %s %s; falling back to an earlier one", path, why)
-            continue
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-        if payload.get("format") != FORMAT:
-            raise CheckpointError(f"checkpoint {path} has format {payload.get('format')!r}, expected {FORMAT}")
-        return Checkpoint(task, path, payload)
+        payload = read_verified(path, "checkpoint", "falling back to an earlier one")
+        if payload is not None:
+            return Checkpoint(task, path, payload)
     return None
+
+
+def write_verified(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` ``payload`` (with the format number) to ``path``, then its SHA-256 beside it;
+    both atomically, the checksum last, so a file counts only once it is complete."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+
+
+def read_verified(path: Path, what: str, fallback: str) -> dict[str, Any] | None:
+    """What :func:`write_verified` wrote to ``path``, or None (after a warning that names the
+    ``what`` and the ``fallback``) when its checksum is missing or does not match."""
+    import torch
+
+    digest_file = path.with_name(path.name + ".sha256")
+    data = path.read_bytes()
+    expected = digest_file.read_text().strip() if digest_file.is_file() else None
+    if expected != hashlib.sha256(data).hexdigest():
+        why = "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
+        log.warning("%s %s %s; %s", what, path, why, fallback)
+        return None
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(f"{what} {path} has format {payload.get('format')!r}, expected {FORMAT}")
+    return payload

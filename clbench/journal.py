@@ -22,8 +22,6 @@ finished inner phases of the open outer phase, each the size of a checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import re
 from collections.abc import Callable
@@ -31,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clbench.checkpoint import CHECKPOINT_DIR, FORMAT, CheckpointError
-from clbench.results import atomic_write_bytes
+from clbench.checkpoint import CHECKPOINT_DIR, CheckpointError, read_verified, write_verified
 
 log = logging.getLogger(__name__)
 
@@ -149,28 +146,10 @@ class PhaseJournal:
                 _remove(path)
 
     def _write(self, ordinal: int, payload: dict[str, Any]) -> None:
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save({"format": FORMAT, "task": self.task, "ordinal": ordinal, **self.base_payload(), **payload}, buffer)
-        data = buffer.getvalue()
         path = phase_path(self.run_dir, self.task, ordinal)
         path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, data)
-        atomic_write_bytes(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+        write_verified(path, {"task": self.task, "ordinal": ordinal, **self.base_payload(), **payload})
 
 
 def _read_verified(path: Path) -> dict[str, Any] | None:
-    import torch
-
-    digest_file = path.with_name(path.name + ".sha256")
-    data = path.read_bytes()
-    expected = digest_file.read_text().strip() if digest_file.is_file() else None
-    if expected != hashlib.sha256(data).hexdigest():
-        why = "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
-        log.warning("phase checkpoint %s %s; the task resumes from the phase before it", path, why)
-        return None
-    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    if payload.get("format") != FORMAT:
-        raise CheckpointError(f"phase checkpoint {path} has format {payload.get('format')!r}, expected {FORMAT}")
-    return payload
+    return read_verified(path, "phase checkpoint", "the task resumes from the phase before it")

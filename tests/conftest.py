@@ -27,3 +27,42 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _image(rng, path: Path, size: int, mode: str) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    channels = 3 if mode == "RGB" else 1
+    pixels = rng.integers(0, 256, (size, size, channels), dtype=np.uint8)
+    Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(path)
+
+
+@pytest.fixture(scope="session")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The facial4_mini layout with a handful of random images: 24 LFW identities of 3 images
+    (fold k pairs persons 2k and 2k+1; persons 20..23 are in no pair), 40 UTKFace images, and
+    FER2013 with 3 / 2 / 2 images per emotion in train / val / test."""
+    import numpy as np
+
+    from clbench.datasets.folders import FER2013_EMOTIONS
+
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("faces")
+    people = [f"Person_{i:02d}" for i in range(24)]
+    for name in people:
+        for i in range(1, 4):
+            _image(rng, root / "lfw" / name / f"{name}_{i:04d}.jpg", 24, "L")
+    lines = ["10 1"]
+    for fold in range(10):
+        a, b = people[2 * fold : 2 * fold + 2]
+        lines += [f"{a} 1 2", f"{a} 1 {b} 2"]
+    (root / "lfw-pairs.txt").write_text("\n".join(lines) + "\n")
+    for i in range(40):
+        _image(rng, root / "UTKFace" / f"{5 + 2 * i}_{i % 2}_0_2017010100000{i:03d}.jpg.chip.jpg", 24, "RGB")
+    for split, n in (("train", 3), ("val", 2), ("test", 2)):
+        for emotion in FER2013_EMOTIONS:
+            for i in range(n):
+                _image(rng, root / "fer2013" / split / emotion / f"{split}_{emotion}_{i}.jpg", 16, "L")
+    return root

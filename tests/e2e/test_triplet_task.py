@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from clbench import results
 from clbench.cli import main
@@ -15,37 +14,7 @@ from clbench.triplets import StackedTriplets, TripletDataset
 from clbench_benchmarks.facial4_mini import IMAGE_SIZE, Facial4Mini, Facial4MiniConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-FER_IMAGES = {"train": 3, "val": 2, "test": 2}  # per emotion
-
-
-def _image(rng, path, size, mode):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    channels = 3 if mode == "RGB" else 1
-    pixels = rng.integers(0, 256, (size, size, channels), dtype=np.uint8)
-    Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(path)
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory):
-    """The facial4_mini layout with a handful of random images (as test_baselines_joint.py)."""
-    rng = np.random.default_rng(0)
-    root = tmp_path_factory.mktemp("faces")
-    people = [f"Person_{i:02d}" for i in range(24)]
-    for name in people:
-        for i in range(1, 4):
-            _image(rng, root / "lfw" / name / f"{name}_{i:04d}.jpg", 24, "L")
-    lines = ["10 1"]
-    for fold in range(10):  # fold k names persons 2k, 2k+1; persons 20..23 are in no pair
-        a, b = people[2 * fold : 2 * fold + 2]
-        lines += [f"{a} 1 2", f"{a} 1 {b} 2"]
-    (root / "lfw-pairs.txt").write_text("\n".join(lines) + "\n")
-    for i in range(40):
-        _image(rng, root / "UTKFace" / f"{5 + 2 * i}_{i % 2}_0_2017010100000{i:03d}.jpg.chip.jpg", 24, "RGB")
-    for split, n in FER_IMAGES.items():
-        for emotion in FER2013_EMOTIONS:
-            for i in range(n):
-                _image(rng, root / "fer2013" / split / emotion / f"{split}_{emotion}_{i}.jpg", 16, "L")
-    return root
+FER_IMAGES = {"train": 3, "val": 2, "test": 2}  # per emotion, as the `faces` fixture (tests/conftest.py) makes them
 
 
 def _load(faces, **options):
