@@ -137,7 +137,11 @@ def check_supported(strategy: Strategy, tasks: Sequence[Task] = ()) -> None:
                 f"the device engine trains classification and verification tasks; task {task.index} "
                 f"({task.name}) is a {task.kind} task: use engine avalanche"
             )
-        _check_dataset(task.data.train, f"task {task.index} ({task.name}) train")
+        splits = ("train", "valid", "test") if task.kind == "classification" else ("train",)
+        for split in splits:  # verification pairs are scored outside the engine
+            data = getattr(task.data, split)
+            if data is not None:  # a split without data is never read
+                _check_dataset(data, f"task {task.index} ({task.name}) {split}")
 
 
 # ------------------------------------------------------------------------------- data

@@ -17,7 +17,8 @@ runs, the records of its finished inner phases are kept: a replay runs the outer
 again and needs the state after each of them (CPG snapshots the best prune stage). Once the outer
 phase is recorded they are removed, since a replay skips it whole. All of a task's records are
 removed once its task checkpoint exists. Disk: at most one record per open nesting level plus the
-finished inner phases of the open outer phase, each the size of a checkpoint.
+finished inner phases of the open outer phase, each the size of a checkpoint; top-level records
+(``train``, ``grow`` and ``train`` again per growth step, ``compact``) stay until the task ends.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class PhaseJournal:
         if saved is not None and saved["phase"] != name:
             raise CheckpointError(
                 f"phase checkpoint {phase_path(self.run_dir, self.task, ordinal)} is of phase {saved['phase']!r}, "
-                f"but the strategy is now at {name!r}: the saved phases do not belong to this task's flow"
+                f"but the strategy is now at {name!r}: the saved phases do not belong to this task's flow; "
+                f"delete {self.run_dir / CHECKPOINT_DIR}/task-{self.task:03d}-phase-* to restart the task"
             )
         self._open.append(ordinal)
         return ordinal, saved

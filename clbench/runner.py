@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from clbench import checkpoint, results
 from clbench import config as cfg
 from clbench.errors import ClbenchError, ResultsExistError, RunInterrupted, UsageError
-from clbench.journal import PhaseJournal
+from clbench.journal import PhaseJournal, phase_path
 
 if TYPE_CHECKING:
     from clbench.benchmark import Benchmark
@@ -160,7 +161,7 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
             journal = PhaseJournal.for_task(run_dir, task.index, lambda: {**identity, **clock.payload()}, reuse)
             resumed = journal.last_replayed
             if resumed is not None:
-                _check_belongs_payload(resumed, spec, run_dir / checkpoint.CHECKPOINT_DIR)
+                _check_belongs_payload(resumed, spec, phase_path(run_dir, task.index, resumed["ordinal"]), run_dir)
                 clock.resume_task(resumed)
                 log.info("resuming task %d after its phase %r", task.index, resumed["phase"])
         strategy.context.journal = journal
@@ -340,17 +341,24 @@ def _remove_if_unstarted(run_dir: Path) -> None:
 
 def _check_free_space(run_dir: Path, strategy: Strategy, phase_checkpoints: bool) -> None:
     model_bytes = sum(t.numel() * t.element_size() for t in strategy.model.state_dict().values() if hasattr(t, "numel"))
-    copies = 3  # two task checkpoints kept, one being written
+    copies = 3.0  # two task checkpoints kept, one being written
     if phase_checkpoints:
-        # The open phases' records (train, grow, compact) plus compact's prune stages.
-        copies += 3 + len(getattr(strategy.config, "prune_stages", ()))
-    need = copies * model_bytes + 2**20  # and the tables
+        copies += _phase_records_at_most(strategy.config)
+    need = int(copies * model_bytes * getattr(strategy.config, "max_width", 1.0)) + 2**20  # grown, and the tables
     free = shutil.disk_usage(run_dir).free
     if free < need:
         raise ClbenchError(
             f"not enough free space in {run_dir}: checkpoints need about {need / 2**20:.0f} MB, "
             f"{free / 2**20:.0f} MB are free"
         )
+
+
+def _phase_records_at_most(config: Any) -> int:
+    """Phase records one task can hold at once (clbench.journal): a train and a grow record per
+    growth step and one more train, compact, and inside it every prune stage and CPG's retrain."""
+    width_step = getattr(config, "width_step", None)
+    growths = math.ceil((getattr(config, "max_width", 1.0) - 1.0) / width_step - 1e-9) if width_step else 0
+    return 2 * (growths + 1) + 1 + len(getattr(config, "prune_stages", ())) + 1
 
 
 def resolved_toml(spec: RunSpec) -> str:

@@ -60,7 +60,8 @@ class TrainConfig:
         check(self.engine in ("avalanche", "device"), "train", "engine", "avalanche or device", self.engine)
         check(self.precision in ("fp32", "bf16"), "train", "precision", "fp32 or bf16", self.precision)
         device_only = self.engine == "device" or (self.precision == "fp32" and not self.channels_last)
-        check(device_only, "train", "precision/channels_last", "fp32 and false unless engine is device", self.engine)
+        options = (self.precision, self.channels_last)
+        check(device_only, "train", "precision/channels_last", "fp32/false unless engine is device", options)
 
 
 @dataclass

@@ -217,7 +217,7 @@ def report(found: dict[str, list[float]], header: dict[str, Any]) -> str:
     lines = [f"{key}: {value}" for key, value in header.items()]
     repeats = len(found["bare"])
     lines.append("")
-    lines.append("| variant | " + " | ".join(f"rep {i + 1}" for i in range(repeats)) + " | median img/s |")
+    lines.append("| variant | " + " | ".join(f"rep {i + 1}" for i in range(repeats)) + " | median |")
     lines.append("|---" * (repeats + 2) + "|")
     for name, values in found.items():
         cells = " | ".join(f"{v:,.1f}" for v in values)
@@ -227,6 +227,7 @@ def report(found: dict[str, list[float]], header: dict[str, Any]) -> str:
         cells = " | ".join(f"{r:.3f}" for r in ratios)
         median = statistics.median(found[name]) / statistics.median(found["bare"])
         lines.append(f"| {name}/bare | {cells} | {median:.3f} |")
+    lines += ["", "img/s per repetition; median column: the median img/s, and for the ratio rows the ratio of medians"]
     return "\n".join(lines)
 
 

@@ -76,10 +76,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _run_killed_after_phase(out: Path, cwd: Path, task: int, ordinal: int, extra: tuple[str, ...] = ()) -> None:
+def _run_killed_after_phase(out: Path, cwd: Path, task: int, ordinal: int, args: list[str] = ARGS) -> None:
     code = _KILL_AFTER_PHASE.format(task=task, ordinal=ordinal)
     proc = subprocess.run(
-        [sys.executable, "-c", code, "run", *ARGS, *extra, "--out", str(out)],
+        [sys.executable, "-c", code, "run", *args, "--out", str(out)],
         cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -100,6 +100,40 @@ def test_sigkill_after_a_phase_resumes_from_that_phase(uninterrupted, tmp_path, 
     assert f"resuming task {task} after its phase {phase!r}" in capsys.readouterr().err
     assert _table(out) == _table(uninterrupted)
     assert not list((out / "checkpoints").glob("*-phase-*"))  # finished tasks keep no phase files
+
+
+@pytest.fixture(scope="module")
+def growing_args(tmp_path_factory) -> list[str]:
+    """CPG with unreachable goals (1.0): task 5 misses its goal, grows to x1.5, trains again,
+    is pruned and retrained: train = 1, grow = 2, train = 3, grow = 4, compact = 5 holding
+    prune 0.5 = 6, prune 0.8 = 7, retrain = 8 (tasks 1-4 reach 100 % and do not grow)."""
+    goals = tmp_path_factory.mktemp("goals") / "goals.csv"
+    rows = [f"digits_{a}{a + 1},1.0,test" for a in range(0, 10, 2)]
+    goals.write_text("\n".join(["task,goal,source", *rows]) + "\n")
+    base = [a for a in ARGS if a not in ("--cpg.goals", "self")]
+    return [*base, "--cpg.goals-file", str(goals), "--cpg.max-width", "1.5"]
+
+
+@pytest.mark.parametrize(("ordinal", "phase"), [(3, "train"), (8, "retrain")])
+def test_sigkill_after_growth_or_retrain_resumes_from_there(growing_args, tmp_path, capsys, ordinal, phase):
+    whole, out = tmp_path / "whole", tmp_path / "run"
+    assert main(["run", *growing_args, "--out", str(whole)]) == 0
+    assert "width_mult" in set(results.load_metrics(whole)["metric"])
+    _run_killed_after_phase(out, tmp_path, 5, ordinal, growing_args)
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out)]) == 0
+    assert f"resuming task 5 after its phase {phase!r}" in capsys.readouterr().err
+    assert _table(out) == _table(whole)
+
+
+@pytest.mark.parametrize(("strategy", "ordinal"), [("ewc", 1), ("packnet", 3)])
+def test_sigkill_after_a_phase_of_other_strategies(tmp_path, capsys, strategy, ordinal):
+    args = ["--strategy", strategy, "--recipe", "tiny", "--seed", "3", "--quiet", "--device", "cpu"]
+    whole, out = tmp_path / "whole", tmp_path / "run"
+    assert main(["run", *args, "--out", str(whole)]) == 0
+    _run_killed_after_phase(out, tmp_path, 2, ordinal, args)
+    assert main(["run", "--resume", str(out)]) == 0
+    assert _table(out) == _table(whole)
 
 
 def test_damaged_phase_record_falls_back_to_the_phase_before(uninterrupted, tmp_path, capsys):

@@ -371,7 +371,7 @@ def test_unknown_engine_options_are_refused():
     strategy_cls = load_plugins().strategies.get("finetune")
     with pytest.raises(UsageError, match="precision must be fp32 or bf16"):
         cfg.resolve(strategy_cls.Config, "finetune", [_engine_layer(precision="fp8")])
-    with pytest.raises(UsageError, match="fp32 and false unless engine is device"):
+    with pytest.raises(UsageError, match="fp32/false unless engine is device"):
         cfg.resolve(strategy_cls.Config, "finetune", [_engine_layer(engine="avalanche", channels_last=True)])
 
 
@@ -393,3 +393,13 @@ def test_the_fast_cifar_recipe_resolves_for_every_strategy():
     assert (cpg.engine, cpg.precision, cpg.channels_last) == ("device", "bf16", True)
     assert max(cpg.lr_milestones) < cpg.epochs and cpg.lr_mask_stop_epoch < cpg.epochs
     assert math.isclose(cpg.lr / cpg.batch_size, 1e-2 / 32)  # linear lr scaling from the paper's
+
+
+def test_throughput_report_gives_each_repetition_and_the_ratio_of_medians():
+    from clbench.throughput import report
+
+    found = {"bare": [10.0, 20.0, 40.0], "engine": [5.0, 16.0, 10.0], "engine_plain": [10.0, 20.0, 40.0]}
+    table = report(found, {"device": "cpu"})
+    assert table.startswith("device: cpu")
+    assert "| engine | 5.0 | 16.0 | 10.0 | 10.0 |" in table
+    assert "| engine/bare | 0.500 | 0.800 | 0.250 | 0.500 |" in table  # median 10 / median 20
