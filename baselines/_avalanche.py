@@ -43,6 +43,7 @@ with warnings.catch_warnings():
     from avalanche.training.utils import ParamData
 
 from clbench.loop import TaskRoutedModel
+from clbench.triplets import as_images
 
 
 class TaskClock(SupervisedPlugin):
@@ -177,9 +178,7 @@ class AllHeads(MultiTaskModule):
 
     def forward_all_tasks(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         net = self.routed.net
-        if x.dim() == 5:  # a batch of (anchor, positive, negative) stacks: embed 3B images, as TaskRoutedModel does
-            x = x.flatten(0, 1)
-        features = net.features(x)
+        features = net.features(as_images(x))  # triplet batches as 3B images, as TaskRoutedModel
         return {t: net.heads[str(t + 1)](features) for t in sorted(self.known_train_tasks_labels)}
 
 

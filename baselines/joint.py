@@ -293,12 +293,12 @@ class JointAlternating(_Joint):
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         if x.dim() != 5:
             return super().batch_loss(model, unit, tasks, criteria, x, y, k)
-        from clbench.triplets import triplet_correct
+        from clbench.triplets import as_images, triplet_correct
 
         # A triplet task's batch (every batch here holds one task): embed its 3B images, rows
         # a0, p0, n0, a1, ... as the task's criterion expects; hits count triplets.
         index = int(k[0])
-        output = model.heads[str(index)](model.features(x.flatten(0, 1)))
+        output = model.heads[str(index)](model.features(as_images(x)))
         return criteria[index](output, y), triplet_correct(output)
 
 

@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     from avalanche.training.templates import SupervisedTemplate
 
 from clbench.errors import ClbenchError
-from clbench.triplets import triplet_correct
+from clbench.triplets import as_images, triplet_correct
 
 if TYPE_CHECKING:
     from clbench.benchmark import TaskData
@@ -108,9 +108,7 @@ class TaskRoutedModel(MultiTaskModule):
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         self.net.activate(task_label + 1)
-        if x.dim() == 5:  # triplets: (B, 3, C, H, W) → (3B, C, H, W)
-            x = x.flatten(0, 1)
-        return self.net(x)
+        return self.net(as_images(x))
 
 
 class _NoOptimizerRewiring:

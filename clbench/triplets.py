@@ -77,6 +77,12 @@ class TripletLoss(nn.Module):
         return loss.mean()
 
 
+def as_images(x: torch.Tensor) -> torch.Tensor:
+    """A triplet batch ``(B, 3, C, H, W)`` as ``3B`` images (rows ``a0, p0, n0, a1, ...``, the
+    order :func:`split_triplets` reads back); any other batch as it is."""
+    return x.flatten(0, 1) if x.dim() == 5 else x
+
+
 def split_triplets(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Anchor, positive and negative rows of a ``(3B, D)`` output whose rows run
     ``a0, p0, n0, a1, p1, n1, ...`` (a flattened ``(B, 3, ...)`` batch)."""

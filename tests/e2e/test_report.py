@@ -21,7 +21,7 @@ def make_run(path: Path, strategy: str, seed: int, final: list[float], packing: 
     """A finished run on a 4-task benchmark; packing runs also record capacity per task."""
     path.mkdir(parents=True)
     run_id = f"toy-{strategy}-{path.name}"
-    rows = []
+    metrics = results.MetricsWriter(path / results.METRICS_FILE, results.RunKey(run_id, strategy, "toy", seed))
     tasks = len(final)
     base, params = 1000.0, 1000.0
     owned_so_far = 0.0
@@ -29,7 +29,7 @@ def make_run(path: Path, strategy: str, seed: int, final: list[float], packing: 
         for i in range(1, t + 1):
             # earlier tasks a little better right after learning them (baselines forget)
             acc = final[i - 1] + (0.0 if packing or i == t else 0.05 * (t - i) / tasks)
-            rows.append((run_id, strategy, "toy", seed, t, i, "accuracy", min(acc, 1.0)))
+            metrics.add(t, i, "accuracy", min(acc, 1.0))
         if packing:
             width = 1.5 if grow_at and t >= grow_at else 1.0
             params = base * width
@@ -47,11 +47,8 @@ def make_run(path: Path, strategy: str, seed: int, final: list[float], packing: 
         else:
             records = {"parameters": 4000.0 * t, "model_size_mb": 4000.0 * t * 4 / 2**20}
         for metric, value in records.items():
-            rows.append((run_id, strategy, "toy", seed, t, t, metric, value))
-    with (path / results.METRICS_FILE).open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(results.COLUMNS)
-        writer.writerows(rows)
+            metrics.add(t, t, metric, value)
+    metrics.flush()
     (path / results.CONFIG_FILE).write_text(
         f'[run]\nstrategy = "{strategy}"\nbenchmark = "toy"\nrecipe = "default"\nseed = {seed}\n'
     )

@@ -22,14 +22,11 @@ def make_run(path: Path, final: list[float], strategy: str = "packnet", seed: in
     no forgetting)."""
     path.mkdir(parents=True)
     run_id = f"digits-{strategy}-{path.name}"
-    rows = []
+    metrics = results.MetricsWriter(path / results.METRICS_FILE, results.RunKey(run_id, strategy, "digits", seed))
     for t in range(1, len(final) + 1):
         for i in range(1, t + 1):
-            rows.append((run_id, strategy, "digits", seed, t, i, "accuracy", final[i - 1]))
-    with (path / results.METRICS_FILE).open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(results.COLUMNS)
-        writer.writerows(rows)
+            metrics.add(t, i, "accuracy", final[i - 1])
+    metrics.flush()
     (path / results.CONFIG_FILE).write_text(
         f'[run]\nstrategy = "{strategy}"\nbenchmark = "digits"\nrecipe = "tiny"\nseed = {seed}\n\n'
         f"[{strategy}]\nlr = {lr}\n"

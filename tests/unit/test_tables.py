@@ -31,18 +31,15 @@ def make_run(
     task t+1; ``extra`` = per-task records (metric -> value per task)."""
     path.mkdir(parents=True)
     run_id = f"{benchmark}-{strategy}-{path.name}"
-    rows = []
+    metrics = results.MetricsWriter(path / results.METRICS_FILE, results.RunKey(run_id, strategy, benchmark, seed))
     for t, row in enumerate(matrix, 1):
         for i, acc in enumerate(row, 1):
-            rows.append((run_id, strategy, benchmark, seed, t, i, "accuracy", acc))
-        rows.append((run_id, strategy, benchmark, seed, t, t, "parameters", params))
-        rows.append((run_id, strategy, benchmark, seed, t, t, "model_size_mb", size_mb))
+            metrics.add(t, i, "accuracy", acc)
+        metrics.add(t, t, "parameters", params)
+        metrics.add(t, t, "model_size_mb", size_mb)
         for metric, values in (extra or {}).items():
-            rows.append((run_id, strategy, benchmark, seed, t, t, metric, values[t - 1]))
-    with (path / results.METRICS_FILE).open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(results.COLUMNS)
-        writer.writerows(rows)
+            metrics.add(t, t, metric, values[t - 1])
+    metrics.flush()
     (path / results.CONFIG_FILE).write_text(
         f'[run]\nstrategy = "{strategy}"\nbenchmark = "{benchmark}"\nrecipe = "tiny"\nseed = {seed}\n'
         f'device = "auto"\n\n[{strategy}]\nlr = {lr}\n'
