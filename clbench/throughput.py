@@ -104,6 +104,20 @@ class _EngineVariant:
     def __init__(self, device: torch.device, batch_size: int, seed: int) -> None:
         self.device, self.batch_size, self.seed = device, batch_size, seed
 
+    def _build(self, strategy_cls: type, options: EngineOptions, num_tasks: int) -> Any:
+        """``strategy_cls`` on the device engine with the measured batch size and options."""
+        from clbench.strategy import StrategyContext
+
+        torch.manual_seed(self.seed)
+        config = strategy_cls.Config(
+            engine="device",
+            batch_size=self.batch_size,
+            precision=options.precision,
+            channels_last=options.channels_last,
+        )
+        context = StrategyContext(device=self.device, backbone_factory=vgg16_bn_cifar, num_tasks=num_tasks)
+        return strategy_cls(config, context)
+
     def prepare(self, steps: int) -> None:
         """A fresh task of ``steps`` batches, its data copied to the device (untimed: the engine
         copies once per task, not per step)."""
@@ -125,16 +139,10 @@ class EngineCPG(_EngineVariant):
     task_index = 2
 
     def __init__(self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0) -> None:
-        from clbench.strategy import StrategyContext
-        from clbench_plugins.cpg import CPG, CPGConfig
+        from clbench_plugins.cpg import CPG
 
         super().__init__(device, batch_size, seed)
-        torch.manual_seed(seed)
-        config = _with_engine_options(
-            CPGConfig, batch_size=batch_size, precision=options.precision, channels_last=options.channels_last
-        )
-        context = StrategyContext(device=device, backbone_factory=vgg16_bn_cifar, num_tasks=2)
-        self.strategy = CPG(config, context)
+        self.strategy = self._build(CPG, options, num_tasks=2)
         first = _random_task(1, batch_size, seed)
         self.strategy.before_task(first)
         self.strategy.model.prune(0.5)  # task 2 then owns half of each layer and picks from the rest
@@ -152,25 +160,14 @@ class EnginePlain(_EngineVariant):
     the engine's own cost beside (a), without the masked substrate's."""
 
     def __init__(self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0) -> None:
-        from clbench.strategy import StrategyContext
-        from clbench_baselines.finetune import Finetune, FinetuneConfig
+        from clbench_baselines.finetune import Finetune
 
         super().__init__(device, batch_size, seed)
-        torch.manual_seed(seed)
-        config = _with_engine_options(
-            FinetuneConfig, batch_size=batch_size, precision=options.precision, channels_last=options.channels_last
-        )
-        context = StrategyContext(device=device, backbone_factory=vgg16_bn_cifar, num_tasks=1)
-        self.strategy = Finetune(config, context)
+        self.strategy = self._build(Finetune, options, num_tasks=1)
         self.strategy.before_task(_random_task(1, batch_size, seed))
 
     def train(self, task: Any) -> None:
         self.strategy.train(task, epochs=1)
-
-
-def _with_engine_options(config_cls: type, **values: Any) -> Any:
-    """``config_cls(**values)`` on the device engine."""
-    return config_cls(engine="device", **values)
 
 
 class Variant(Protocol):
