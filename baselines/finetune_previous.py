@@ -10,9 +10,10 @@ lr 5e-3, 100 epochs, wd 4e-5. Upstream repeats the sequence 5 times and keeps ea
 accuracy ("max"); here one run is one sequence (repeat with ``--seed`` and take the maximum).
 
 ``parent = "previous"`` (default, as the issue asks) starts task t from task t−1; ``"random"``
-draws the parent as upstream does. Like ``individual`` the run writes ``goals.csv`` (task, goal,
-source; goal = the task's validation accuracy) into its run directory and publishes it as
-``runs/goals/<benchmark>.csv``, where PAE and CPG look first.
+draws the parent as upstream does. Like ``individual`` the run's goals (each task's validation
+accuracy) are written into ``goals.csv`` and a keyed goal file of producer ``finetune_previous``;
+PAE's "finetune max" goals take the maximum over ``--pae.goal-sequences`` runs of this
+strategy with random parents (the runner trains them when ``--pae.goals auto`` finds none).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class FinetunePrevious(Individual):
 
     name = "finetune_previous"
     Config = FinetunePreviousConfig
+    produces_goals = "finetune_previous"
 
     def before_task(self, task: Task) -> None:
         super().before_task(task)  # a fresh network with the task's new head

@@ -2,9 +2,12 @@
 
 The CPG recipe's goals (``baseline_cifar100.sh``, ALGORITHMS.md §1.9): every task gets its own
 VGG16-BN trained from scratch with the same schedule as CPG's finetune phase (lr 1e-2, 100
-epochs, ×0.1 at 50 and 80). The run writes ``goals.csv`` (task, goal, source; goal = the
-task's validation accuracy) into its run directory and publishes it as
-``runs/goals/<benchmark>.csv``, where PAE and CPG look first.
+epochs, ×0.1 at 50 and 80), by ``packnet_cifar100_main_normal.py --mode finetune``: SGD with
+Nesterov momentum and a manual weight decay of 4e-5 on the conv and linear weights only (BN,
+biases and heads are not decayed). The goal of a task is its validation accuracy after
+training. The strategy collects them (``produced_goals``); the runner writes them with their
+provenance into the run directory (``goals.csv``) and as a keyed goal file under
+``runs/goals/<benchmark>/`` (clbench.goals), where PAE and CPG find them.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from clbench.isolation import write_goals
 from clbench.strategy import Strategy, Task, TrainConfig
 
 if TYPE_CHECKING:
@@ -93,6 +95,7 @@ class Individual(Strategy):
 
     name = "individual"
     Config = IndividualConfig
+    produces_goals: ClassVar[str] = "individual"  # the producer name in goal files (clbench.goals)
 
     def build_model(self) -> nn.Module:
         return _separate_networks(self.context.backbone_factory)
@@ -107,15 +110,28 @@ class Individual(Strategy):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._goals = dict(state["goals"])
 
+    def make_optimizer(self, lr: float) -> Any:
+        """SGD (Nesterov) with weight decay on the conv and linear weights of the task's backbone
+        only, as upstream's manual decay (``utils/packnet_prune.py``: ``grad += wd·W`` on the
+        shared conv/linear weights; BN, biases and the classifier heads are not decayed)."""
+        import torch
+        from torch import nn
+
+        cfg = self.config
+        net = self.model.nets[str(self.model.training_task)]
+        decayed = {id(m.weight) for m in net.backbone.modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        params = list(self.model.trainable_parameters())
+        groups = [
+            {"params": [p for p in params if id(p) in decayed], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+        ]
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+
     def after_task(self, task: Task) -> None:
         super().after_task(task)
         self._goals = getattr(self, "_goals", {})
         self._goals[task.name] = self.evaluate([task], "valid")[task.index]
-        ctx = self.context
-        source = f"{self.name} run {ctx.run_dir.name if ctx.run_dir else '?'}"  # also finetune_previous
-        if ctx.run_dir is not None:
-            write_goals(ctx.run_dir / "goals.csv", self._goals, source)
-        if ctx.goals_dir is not None and task.index == ctx.num_tasks:
-            target = ctx.goals_dir / f"{ctx.benchmark}.csv"
-            write_goals(target, self._goals, source)
-            log.info("accuracy goals for %s written to %s", ctx.benchmark, target)
+
+    def produced_goals(self) -> dict[str, float]:
+        """Validation accuracy (fraction) per finished task's name: the accuracy goals."""
+        return dict(getattr(self, "_goals", {}))

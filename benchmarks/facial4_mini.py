@@ -90,6 +90,7 @@ _SMALL_PACKING = {
     "prune_frequency": 1,
     "min_train_accuracy": 0.0,  # identity classification of few images per person stays near 0
     "allow_acc_loss": 0.02,
+    "capacity_rule": False,  # the face main has no "must prune" reserve (CIFAR main only)
 }
 
 

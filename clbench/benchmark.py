@@ -89,6 +89,22 @@ class Benchmark:
     def __init__(self, config: BenchmarkConfig) -> None:
         self.config = config
 
+    @classmethod
+    def recipe_layers(cls, recipe: str, strategy: str, fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The config layers recipe ``recipe`` gives ``strategy``: the ``"*"`` entry restricted to
+        ``fields`` (the strategy's config fields), then the strategy's own entry.
+
+        Raises:
+            UsageError: the benchmark has no recipe of that name (the message lists them).
+        """
+        from clbench.errors import UsageError
+
+        if recipe not in cls.recipes:
+            raise UsageError(f"benchmark {cls.name!r} has no recipe {recipe!r}; available: {', '.join(cls.recipes)}")
+        entries = cls.recipes[recipe]
+        common = {k: v for k, v in entries.get("*", {}).items() if k in fields}
+        return [common, dict(entries.get(strategy, {}))]
+
     def load_tasks(self) -> list[TaskData]:
         """Load (or build) every task's data, in task order."""
         raise NotImplementedError

@@ -212,12 +212,9 @@ def _cmd_run(args: Sequence[str]) -> int:
     run_opts = cfg.resolve(_RunOptions, "run", [run_file, _explicit(ns, "run__")])
     _setup_logging(run_opts.quiet)
 
-    recipes = benchmark_cls.recipes
     recipe = run_opts.recipe or benchmark_cls.default_recipe
-    if recipe not in recipes:
-        raise UsageError(f"benchmark {benchmark_name!r} has no recipe {recipe!r}; available: {', '.join(recipes)}")
     strategy_fields = cfg.fields_of(strategy_cls.Config)
-    common = {k: v for k, v in recipes[recipe].get("*", {}).items() if k in strategy_fields}
+    recipe_layers = benchmark_cls.recipe_layers(recipe, strategy_name, list(strategy_fields))
     flags = _explicit(ns, "s__")
     if run_opts.epochs is not None:
         if "epochs" not in strategy_fields:
@@ -226,7 +223,7 @@ def _cmd_run(args: Sequence[str]) -> int:
     strategy_config = cfg.resolve(
         strategy_cls.Config,
         strategy_name,
-        [common, recipes[recipe].get(strategy_name, {}), file_layers.get(strategy_name, {}), flags],
+        [*recipe_layers, file_layers.get(strategy_name, {}), flags],
     )
     bench_flags = _explicit(ns, "b__")
     if run_opts.data_root is not None:

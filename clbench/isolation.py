@@ -23,17 +23,13 @@ Deliberate differences from the original code, all for the reasons given:
 from __future__ import annotations
 
 import copy
-import csv
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from clbench.errors import UsageError
-from clbench.results import atomic_write_text
 from clbench.strategy import FitResult, Strategy, Task, iterations_per_epoch
 
 if TYPE_CHECKING:
@@ -45,64 +41,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GOAL_COLUMNS = ("task", "goal", "source")
+# ------------------------------------------------------------------ goal decisions
+def meets_goal(accuracy: float, goal: float, margin: float = 0.0) -> bool:
+    """Upstream's pass test: ``accuracy >= goal`` with no margin (CIFAR main L478), else
+    ``accuracy − goal > −margin`` (``CPG_imagenet_main.py`` L494-503, ``CPG_face_main.py`` L483)."""
+    return accuracy >= goal if margin == 0 else accuracy - goal > -margin
 
 
-# ------------------------------------------------------------------------------ goals
-def goal_file_candidates(benchmark: str, goals_file: str | None, goals_dir: Path | None) -> list[Path | str]:
-    """Where goals are looked up, first match wins: an explicit file, the goals written by the
-    individual-model baseline (``runs/goals/``), then the ones committed in ``baselines/goals/``."""
-    if goals_file:
-        return [Path(goals_file)]
-    found: list[Path | str] = []
-    if goals_dir is not None:
-        found.append(goals_dir / f"{benchmark}.csv")
-    found.append(f"clbench_baselines/goals/{benchmark}.csv")
-    return found
-
-
-def read_goals(benchmark: str, goals_file: str | None, goals_dir: Path | None, option: str) -> dict[str, float]:
-    """Accuracy goal (fraction in [0, 1]) per task name, from the first goals file found."""
-    candidates = goal_file_candidates(benchmark, goals_file, goals_dir)
-    for candidate in candidates:
-        text = _read_candidate(candidate)
-        if text is not None:
-            return _parse_goals(text, str(candidate))
-    where = ", ".join(str(c) for c in candidates)
-    raise UsageError(
-        f"no accuracy goals for benchmark {benchmark!r} (looked in {where}); write them with "
-        f"`clbench run --strategy individual --benchmark {benchmark}`, pass --{option}.goals-file FILE "
-        f"(CSV columns {','.join(GOAL_COLUMNS)}), or choose --{option}.goals self"
-    )
-
-
-def _read_candidate(candidate: Path | str) -> str | None:
-    if isinstance(candidate, Path):
-        return candidate.read_text(encoding="utf-8") if candidate.is_file() else None
-    package, _, name = candidate.partition("/")
-    resource = resources.files(package).joinpath(name)
-    return resource.read_text(encoding="utf-8") if resource.is_file() else None
-
-
-def _parse_goals(text: str, where: str) -> dict[str, float]:
-    rows = list(csv.DictReader(text.splitlines()))
-    if not rows or any(column not in rows[0] for column in ("task", "goal")):
-        raise UsageError(f"goals file {where} needs the columns {','.join(GOAL_COLUMNS)}")
-    goals = {}
-    for row in rows:
-        try:
-            goal = float(row["goal"])
-        except ValueError:
-            raise UsageError(f"goals file {where}: goal {row['goal']!r} of task {row['task']!r} is no number") from None
-        if not 0.0 <= goal <= 1.0:
-            raise UsageError(f"goals file {where}: goal of task {row['task']!r} must be a fraction in [0, 1]")
-        goals[row["task"]] = goal
-    return goals
-
-
-def write_goals(path: Path, goals: dict[str, float], source: str) -> None:
-    lines = [",".join(GOAL_COLUMNS)] + [f"{task},{goal!r},{source}" for task, goal in goals.items()]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def capacity_floor(remaining_tasks: int) -> float:
+    """The CIFAR main's reserve (L372-381, L497-506): a task that misses its goal at the maximum
+    width must prune at least ``1 − round(1/(remaining+1), 1)``, leaving room for the tasks after
+    it. For the last task (``remaining_tasks == 0``) that is 0.0: it must not prune at all."""
+    return 1.0 - round(1.0 / (remaining_tasks + 1), 1)
 
 
 # ---------------------------------------------------------------------------- pruning
@@ -123,12 +73,15 @@ class PruneSchedule:
         self.step = self.last = self.begin
 
     def advance(self) -> float | None:
+        """Call once after every optimizer step. Upstream's ``manager.train`` calls
+        ``gradually_prune(curr_prune_step)`` and *then* increments it, so the first step is
+        ``begin`` and the first update comes after ``frequency + 1`` steps."""
         from clbench.nn.masked import cubic_sparsity
 
-        self.step += 1
-        if self.begin <= self.step <= self.end and self.last + self.frequency <= self.step:
-            self.last = self.step
-            return cubic_sparsity(self.step, self.initial, self.final, self.begin, self.end)
+        step, self.step = self.step, self.step + 1
+        if self.begin <= step <= self.end and self.last + self.frequency <= step:
+            self.last = step
+            return cubic_sparsity(step, self.initial, self.final, self.begin, self.end)
         return None
 
 
@@ -302,10 +255,24 @@ class GoalDrivenStrategy(MaskedStrategy):
     then prune gradually in stages and keep the largest ratio that still meets the goal.
 
     Config fields used: the ``TrainConfig`` ones, ``lr_mask``, ``lr_mask_decay_epoch``,
-    ``lr_mask_stop_epoch``, ``goals``, ``goals_file``, ``min_train_accuracy``,
-    ``allow_acc_loss``, ``width_step``, ``max_width``, ``prune_stages``, ``prune_epochs``,
-    ``prune_interval``, ``prune_frequency``, ``prune_lr``.
+    ``lr_mask_stop_epoch``, ``goals``, ``goals_file``, ``min_train_accuracy``, ``goal_margin``,
+    ``task_goal_margins``, ``allow_acc_loss``, ``capacity_rule``, ``width_step``, ``max_width``,
+    ``prune_stages``, ``prune_epochs``, ``prune_interval``, ``prune_frequency``, ``prune_lr``.
+
+    Goals: the runner resolves them before the first task (``clbench.goals``; with
+    ``goals = "auto"`` it trains them when none match) and hands them over through
+    :meth:`use_goals`. ``goal_producer`` names the baseline whose accuracies are the goals.
     """
+
+    goal_producer: ClassVar[str] = "individual"
+
+    def __init__(self, config: Any, context: Any) -> None:
+        super().__init__(config, context)
+        self._goals: dict[str, float] = {}
+
+    def use_goals(self, goals: dict[str, float]) -> None:
+        """The accuracy goal (fraction) per task name; every task of the run must have one."""
+        self._goals = dict(goals)
 
     def before_task(self, task: Task) -> None:
         self._start_state = self.snapshot()  # growth restarts the task from here (§1.8)
@@ -321,17 +288,23 @@ class GoalDrivenStrategy(MaskedStrategy):
         self._before_prune = tuple(state["before_prune"])
 
     def validate(self, tasks: Sequence[Task]) -> None:
-        if self.config.goals == "file":
-            for task in tasks:
-                self.goal(task)
+        margins = self.config.task_goal_margins
+        if margins and len(margins) != len(tasks):
+            raise UsageError(
+                f"{self.name}.task_goal_margins lists {len(margins)} margins for {len(tasks)} tasks; give one per task"
+            )
 
     def goal(self, task: Task) -> float:
         if self.config.goals == "self":
             return self._before_prune[1]  # the task's own accuracy before pruning
-        goals = read_goals(self.context.benchmark, self.config.goals_file, self.context.goals_dir, self.name)
-        if task.name not in goals:
-            raise UsageError(f"the goals file has no goal for task {task.name!r}; it lists {sorted(goals)}")
-        return goals[task.name]
+        if task.name not in self._goals:
+            raise UsageError(f"no accuracy goal for task {task.name!r}; the goals list {sorted(self._goals)}")
+        return self._goals[task.name]
+
+    def goal_margin(self, task: Task) -> float:
+        """Upstream's pass margin for ``task`` (fine-grained 0.005; face per task), 0 on CIFAR."""
+        margins = self.config.task_goal_margins
+        return margins[task.index - 1] if margins else self.config.goal_margin
 
     def train(self, task: Task, **overrides: Any) -> FitResult:
         cfg = self.config
@@ -358,10 +331,10 @@ class GoalDrivenStrategy(MaskedStrategy):
         train_acc, val_acc = self._before_prune
         goal = self.goal(task)
         self._goal = goal
-        if train_acc > self.config.min_train_accuracy and val_acc >= goal:
+        if train_acc > self.config.min_train_accuracy and meets_goal(val_acc, goal, self.goal_margin(task)):
             return False
         if self.at_max_width():
-            log.info("task %d: %.4f < goal %.4f at the maximum width; packing anyway", task.index, val_acc, goal)
+            log.info("task %d: %.4f misses goal %.4f at the maximum width; packing anyway", task.index, val_acc, goal)
             return False
         width = min(self.model.width_mult + self.config.width_step, self.config.max_width)
         log.info("task %d: accuracy %.4f misses goal %.4f: growing to width %g", task.index, val_acc, goal, width)
@@ -375,25 +348,32 @@ class GoalDrivenStrategy(MaskedStrategy):
             return  # the task owns nothing to prune (upstream exit 5)
         self.gradual_compact(task)
 
-    def must_prune_ratio(self, task: Task) -> float:
-        """At the maximum width with the goal missed, keep room for the remaining tasks (§1.6)."""
-        if not (self.at_max_width() and self._before_prune[1] < self._goal):
-            return 0.0
-        remaining = self.context.num_tasks - task.index
-        return 1.0 - round(1.0 / (remaining + 1), 1)
+    def forced(self, task: Task, goal: float) -> bool:
+        """The CIFAR main's "reached the upper bound" case (L372-381, and the ratio choice's
+        second clause): capacity rule on, at the maximum width, the goal missed before pruning."""
+        missed = not meets_goal(self._before_prune[1], goal, self.goal_margin(task))
+        return self.config.capacity_rule and self.at_max_width() and missed
 
     def gradual_compact(self, task: Task) -> None:
         """Prune in stages, then keep the largest ratio whose validation accuracy meets the goal
         (upstream ``choose_appropriate_pruning_ratio_for_next_task.py``); with none, the
-        unpruned model; at the maximum width with the goal missed, the last recorded stage."""
+        unpruned model (upstream's ``scratch`` folder).
+
+        With the capacity rule (CIFAR main L372-381), a task that missed its goal at the
+        maximum width prunes at least :func:`capacity_floor`: the stages stop before one whose
+        initial sparsity already reaches that floor (exit 6 before the stage) and after the first
+        that reaches it, and the largest recorded stage is kept whatever its accuracy. A stage
+        whose train accuracy is not above ``min_train_accuracy`` ends pruning unrecorded (exit 6).
+        """
         cfg = self.config
         goal = self._goal if self._goal is not None else self.goal(task)
-        must = self.must_prune_ratio(task)
-        forced = self.at_max_width() and self._before_prune[1] < goal
+        margin = self.goal_margin(task)
+        forced = self.forced(task, goal)
+        floor = capacity_floor(self.context.num_tasks - task.index) if forced else None
         chosen, kept = 0.0, self.snapshot()  # the unpruned model (upstream `scratch` folder)
         initial = 0.0
         for target in cfg.prune_stages:
-            if must and initial >= must:
+            if floor is not None and initial >= floor:
                 break
             result = self.phase(
                 f"prune {target:g}", self.prune_stage,
@@ -405,9 +385,9 @@ class GoalDrivenStrategy(MaskedStrategy):
             initial = target
             val_acc = self.validation_accuracy(task)
             log.info("task %d: sparsity %g -> validation accuracy %.4f", task.index, target, val_acc)
-            if forced or val_acc + cfg.allow_acc_loss >= goal:
+            if forced or meets_goal(val_acc + cfg.allow_acc_loss, goal, margin):
                 chosen, kept = target, self.snapshot()
-            if must and target >= must:
+            if floor is not None and target >= floor:
                 break
         self.restore(kept)
         log.info("task %d: chose pruning ratio %g (goal %.4f)", task.index, chosen, goal)

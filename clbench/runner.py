@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clbench import checkpoint, results
+from clbench import checkpoint, goal_training, results
 from clbench import config as cfg
 from clbench.errors import ClbenchError, ResultsExistError, RunInterrupted, UsageError
 from clbench.journal import PhaseJournal, phase_path
@@ -132,6 +132,11 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
 
         check_supported(strategy, state.tasks)  # before the run directory holds anything
     _check_free_space(run_dir, strategy, spec.phase_checkpoints)
+    goals_started = time.perf_counter()
+    goals = _resolve_goals(spec, plugins, strategy, state.tasks, run_dir)
+    if goals is not None and goals.trained_now:
+        # The goal runs report their own wall time; this run's clock starts after them.
+        started += time.perf_counter() - goals_started
 
     key = results.RunKey(run_id, spec.strategy, spec.benchmark, spec.seed)
     writer = results.MetricsWriter(run_dir / results.METRICS_FILE, key)
@@ -148,7 +153,10 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
         # Saved phases replay only under the settings that made them.
         replay_phases = not _record_resume(run_dir, spec, first_task) and spec.phase_checkpoints
     results.atomic_write_text(run_dir / results.CONFIG_FILE, resolved_toml(spec))
-    results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, environment(device))
+    env = environment(device)
+    if goals is not None:
+        env["goals"] = goals.provenance()
+    results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, env)
     plugins.hook.clbench_run_start(run=state)
 
     clock = _Clock(started, elapsed_before)
@@ -199,12 +207,37 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
             ) from None
         plugins.hook.clbench_after_task(run=state, task=task.index, rows=rows)
 
+    goal_training.publish(spec, strategy, run_dir, len(state.tasks))
     summary = _summary(writer, started, clock.before, device)
+    if goals is not None:
+        summary["goals"] = goals.provenance()
     results.atomic_write_json(run_dir / results.SUMMARY_FILE, summary)
     table = results.to_markdown(results.comparison_table([run_dir]))
     results.atomic_write_text(run_dir / "summary.md", table + "\n")
     plugins.hook.clbench_run_end(run=state, summary=summary)
     return state
+
+
+def _resolve_goals(
+    spec: RunSpec, plugins: Plugins, strategy: Strategy, tasks: list[Task], run_dir: Path
+) -> goal_training.goalfiles.Goals | None:
+    """The strategy's accuracy goals (clbench.goal_training), before any file of the run is
+    written. Training them draws random numbers: the run's own stream is put back afterwards,
+    so a run that trained its goals equals one that found them."""
+    recorded = None
+    env_file = run_dir / results.ENVIRONMENT_FILE
+    if spec.resume and env_file.is_file():
+        recorded = json.loads(env_file.read_text()).get("goals")
+    rng = checkpoint.rng_state()
+    try:
+        return goal_training.resolve(spec, plugins, strategy, tasks, run, recorded)
+    except RunInterrupted:
+        raise RunInterrupted(
+            f"interrupted while training the accuracy goals of {run_dir} (finished parts are kept under "
+            f"{spec.runs_root / 'goals'}); run the same command again to continue them"
+        ) from None
+    finally:
+        checkpoint.set_rng_state(rng)
 
 
 def _saved(task: int, journal: PhaseJournal | None) -> str:

@@ -291,6 +291,7 @@ class Strategy:
 
         batch = self.config.eval_batch_size
         device = self.context.device
+        self.evaluation_layout()
         classified = [t for t in tasks if t.kind == "classification"]
         scores = {i: {"accuracy": acc} for i, acc in evaluate(self, classified, split, batch_size=batch).items()}
         for task in tasks:
@@ -300,6 +301,16 @@ class Strategy:
             elif task.kind == "triplet":
                 scores[task.index] = triplets.evaluate(self.model, task.index, getattr(task.data, split), device, batch)
         return scores
+
+    def evaluation_layout(self) -> None:
+        """Put the model's 4-D tensors in one memory format before any evaluation: channels-last
+        when the config trains in it, contiguous otherwise. Training leaves them channels-last
+        while a restored snapshot is contiguous, and the two layouts sum convolutions in another
+        order (fp32 outputs ~4e-7 apart), so a finished task must always be scored in the same one."""
+        import torch
+
+        channels_last = bool(getattr(self.config, "channels_last", False))
+        self.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     # ---------------------------------------------------------------- phases
     def phase(self, name: str, fn: Callable[..., Any], *args: Any, timed: bool = True) -> Any:

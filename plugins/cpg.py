@@ -43,10 +43,16 @@ class CPGConfig(TrainConfig):
     lr_mask_decay_epoch: int = 50  # main L437-440: lr_mask ×0.2 after epoch 50
     lr_mask_stop_epoch: int = 70  # main L441-443: lr_mask ×0 after epoch 70 when the task owns weights
     # Accuracy goals and the grow decision
-    goals: Literal["file", "self"] = "file"  # script --baseline_acc_file; "self" is clbench's documented fallback
-    goals_file: str | None = None  # CSV task,goal,source; default: runs/goals/<benchmark>.csv, baselines/goals/
+    # script --baseline_acc_file (individual models, baseline_cifar100.sh). "auto": goals keyed to
+    # this benchmark, recipe and data (clbench.goals), trained first when none exist; "file": the
+    # same, or an error; "self": clbench's documented fallback (each task's own pre-prune accuracy).
+    goals: Literal["auto", "file", "self"] = "auto"
+    goals_file: str | None = None  # an explicit CSV task,goal,source[,provenance] instead of the lookup
     min_train_accuracy: float = 0.95  # main L461-493: train accuracy must exceed 0.95
+    goal_margin: float = 0.0  # pass test val − goal > −margin (0: CIFAR's val >= goal, main L478)
+    task_goal_margins: tuple[float, ...] = ()  # per task, in task order (face: CPG_face.sh --acc_margin)
     allow_acc_loss: float = 0.0  # script choose_appropriate_pruning_ratio --allow_acc_loss 0.0
+    capacity_rule: bool = True  # main L372-381: at max width with the goal missed, reserve room (CIFAR only)
     width_step: float = 0.5  # script: network_width_multiplier += 0.5 on exit 2
     max_width: float = 1.5  # script max_allowed_network_width_multiplier=1.5
     # Compact: gradual pruning in stages
@@ -79,6 +85,10 @@ def validate_packing(cfg: Any, section: str) -> None:
     check(cfg.max_width >= 1.0, section, "max_width", ">= 1", cfg.max_width)
     check(cfg.width_step > 0, section, "width_step", "> 0", cfg.width_step)
     check(0 <= cfg.min_train_accuracy < 1, section, "min_train_accuracy", "in [0, 1)", cfg.min_train_accuracy)
+    check(0 <= cfg.goal_margin < 1, section, "goal_margin", "in [0, 1)", cfg.goal_margin)
+    margins = cfg.task_goal_margins
+    check(all(0 <= m < 1 for m in margins), section, "task_goal_margins", "fractions in [0, 1)", margins)
+    check(cfg.allow_acc_loss >= 0, section, "allow_acc_loss", ">= 0", cfg.allow_acc_loss)
 
 
 class CPG(GoalDrivenStrategy):
@@ -94,12 +104,16 @@ class CPG(GoalDrivenStrategy):
             self.phase("retrain", self.retrain, task)
 
     def retrain(self, task: Task) -> None:
-        """Re-learn the pick mask from 0.01 with the kept weights; keep it only if validation
-        accuracy improves, stopping after ``retrain_patience`` epochs without improvement."""
+        """Re-learn the pick mask from 0.01 with the kept weights; keep the result only if it
+        beats the validation accuracy of the reset mask (all earlier weights picked), stopping
+        after ``retrain_patience`` epochs without improvement. Otherwise the pruned model with
+        its learned pick mask stays (upstream ``choose_retrain_or_not.py``)."""
         cfg = self.config
-        best_acc, best_state = self.validation_accuracy(task), None
         kept = self.snapshot()
+        # Upstream (main L271-279, L409-429) re-initialises the pick mask to 0.01 (every earlier
+        # weight picked) *before* it validates: that accuracy is the one to beat.
         self.model.reset_pick()
+        best_acc, best_state = self.validation_accuracy(task), None
         optimizer = self.make_optimizer(cfg.retrain_lr, cfg.retrain_lr_mask)
         self._train_pick = True
         stale = 0

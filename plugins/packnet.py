@@ -29,8 +29,8 @@ class PackNetConfig(TrainConfig):
     lr_gamma: float = 0.1
     batch_size: int = 32  # script batch_size=32
     eval_batch_size: int = 100
-    momentum: float = 0.9  # packnet src/main.py: SGD momentum 0.9
-    nesterov: bool = False
+    momentum: float = 0.9  # CPG packnet_cifar100_main_normal.py: SGD(momentum=0.9, nesterov=True)
+    nesterov: bool = True
     weight_decay: float = 4e-5  # script: manual 4e-5 with CPG's gradient gate
     prune_ratio: float = 0.6  # script: one-shot prune 0.6
     post_prune_epochs: int = 30  # script: 30 epochs after pruning

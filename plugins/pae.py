@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import clbench
+from clbench.config import check
 from clbench.isolation import GoalDrivenStrategy
 from clbench.strategy import Strategy, TrainConfig
 from clbench_plugins.cpg import validate_packing
@@ -34,10 +35,16 @@ class PAEConfig(TrainConfig):
     momentum: float = 0.9  # CPG main L326-331
     nesterov: bool = True
     weight_decay: float = 4e-5  # PAE script --weight_decay 4e-5 (manual, gated)
-    goals: Literal["file", "self"] = "file"  # PAE script: logs/finetune_max_cifar100_acc.txt
+    # PAE script: logs/finetune_max_cifar100_acc.txt, the best of goal_sequences random-parent
+    # finetune sequences per task (finetune_cifar100.sh); "auto" trains them when none match.
+    goals: Literal["auto", "file", "self"] = "auto"
     goals_file: str | None = None
+    goal_sequences: int = 5  # finetune_cifar100.sh: 5 sequences, "max" per task
     min_train_accuracy: float = 0.95  # CPG main L461-493
+    goal_margin: float = 0.0  # as CPG's
+    task_goal_margins: tuple[float, ...] = ()
     allow_acc_loss: float = 0.0  # PAE script --allow_acc_loss 0.0
+    capacity_rule: bool = True  # CPG main L372-381 (the PAE script runs the same main)
     width_step: float = 0.5  # PAE script: += 0.5 on exit 2
     max_width: float = 2.0  # PAE script max_allowed_network_width_multiplier=2.0
     prune_stages: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # as CPG's script
@@ -53,6 +60,7 @@ class PAEConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         validate_packing(self, "pae")
+        check(self.goal_sequences >= 1, "pae", "goal_sequences", ">= 1", self.goal_sequences)
 
 
 class PAE(GoalDrivenStrategy):
@@ -61,6 +69,7 @@ class PAE(GoalDrivenStrategy):
     name = "pae"
     Config = PAEConfig
     pick_mode = "all"
+    goal_producer = "finetune_max"
 
 
 @clbench.hookimpl

@@ -90,3 +90,50 @@ def test_earlier_tasks_are_bit_identical(strategy, tmp_path):
     assert recorder.checks == 10  # every earlier task after each of tasks 2..5
     if strategy != "packnet":
         assert max(recorder.widths) > 1.0, "the grow step was not exercised"
+
+
+def _grow_once_per_task(self, task):
+    """Unreachable goal until the network has grown by one width step for every task after the
+    first: widths 1.0 → 1.25 → 1.5 → 1.75 → 2.0 over tasks 1..5, so every growth happens with
+    finished tasks in the network, which then run sliced to their own width."""
+    return 1.01 if self.model.width_mult < 1.0 + 0.25 * (task.index - 1) - 1e-9 else 0.0
+
+
+class GrowingStrategies:
+    @clbench.hookimpl
+    def clbench_register_strategies(self, register):
+        from clbench_plugins.cpg import CPG
+        from clbench_plugins.pae import PAE
+
+        for base in (CPG, PAE):
+            members = {"name": f"growing_{base.name}", "goal": _grow_once_per_task}
+            register(type(f"Growing{base.__name__}", (base,), members))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["avalanche", "device"])
+@pytest.mark.parametrize("strategy", ["pae", "cpg"])
+def test_growth_after_finished_tasks_leaves_them_bit_identical(strategy, engine, tmp_path):
+    recorder = Recorder()
+    plugins = load_plugins(modules=[recorder, GrowingStrategies()])
+    name = f"growing_{strategy}"
+    strategy_cls = plugins.strategies.get(name)
+    recipe = plugins.benchmarks.get(DEFAULT_BENCHMARK).recipes["tiny"]
+    overrides = {"weight_decay": 5e-3, "momentum": 0.9, "goals": "self", "min_train_accuracy": 0.0,
+                 "width_step": 0.25, "max_width": 2.0, "engine": engine}  # fmt: skip
+    fields = cfg.fields_of(strategy_cls.Config)
+    common = {k: v for k, v in recipe["*"].items() if k in fields}
+    spec = RunSpec(
+        strategy=name,
+        benchmark=DEFAULT_BENCHMARK,
+        strategy_config=cfg.resolve(strategy_cls.Config, name, [common, recipe.get(strategy, {}), overrides]),
+        benchmark_config=plugins.benchmarks.get(DEFAULT_BENCHMARK).Config(),
+        recipe="tiny",
+        seed=3,
+        device="cpu",
+        out=tmp_path / "run",
+        quiet=True,
+    )
+    run(spec, plugins)
+    assert recorder.widths == [1.0, 1.25, 1.5, 1.75, 2.0]
+    assert recorder.checks == 10
