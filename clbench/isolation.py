@@ -228,6 +228,7 @@ class MaskedStrategy(Strategy):
         return {
             "parameters": float(total),
             "model_size_mb": float(acc["total_mb"]),
+            "paper_size_mb": float(acc["paper_mb"]),
             "width_mult": float(acc["width_mult"]),
             "sparsity": free / allocation if allocation else 0.0,
             "owned_fraction": mine["owned"] / total,

@@ -217,6 +217,7 @@ TASK_COLUMNS = (
     "picked_fraction",
     "width_mult",
     "model_size_mb",
+    "paper_size_mb",
     "seconds_task",
 )
 

@@ -43,6 +43,8 @@ FOOTNOTES = (
     "per-task state (BN, biases, heads, packed pick masks); params = weights of the masked layers, "
     "growth included. Baselines: every parameter and buffer at its element size (individual: all T "
     "networks; finetune: one backbone + T heads); params = all parameters.",
+    "paper_mb: the packing strategies' size as the papers count it (docs/results.md): owner masks at "
+    "⌈log2(T+1)⌉ bits per weight and each CPG pick mask at 1 bit per earlier task's weight.",
     "wall_s: wall-clock seconds of the whole run (training, pruning, evaluation), from summary.json.",
 )
 
@@ -191,9 +193,11 @@ def run_record(run: Run) -> dict[str, Any]:
     record["mean"] = 100 * stats["mean_accuracy"]
     record["forgetting"] = 100 * stats["forgetting"]
     record["bwt"] = 100 * stats["bwt"]
-    for metric, column in (("parameters", "params"), ("model_size_mb", "size_mb")):
+    for metric, column in (("parameters", "params"), ("model_size_mb", "size_mb"), ("paper_size_mb", "paper_mb")):
         rows = run.metrics[run.metrics["metric"] == metric]
         record[column] = float(rows.sort_values("trained_task")["value"].iloc[-1]) if len(rows) else math.nan
+    if math.isnan(record["paper_mb"]):
+        del record["paper_mb"]  # only the packing strategies record it
     record["wall_s"] = float(run.summary.get("wall_seconds", math.nan))
     return record
 
@@ -268,7 +272,7 @@ def _format_number(column: str, value: float) -> str:
         return ""
     if column == "params":
         return f"{value:,.0f}"
-    if column == "size_mb":
+    if column in ("size_mb", "paper_mb"):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     if column == "wall_s":
         return f"{value:.1f}"

@@ -478,12 +478,21 @@ class _MaskedLayer(_TaskModule):
         if self.bias_seed is not None and str(task) in self.biases:
             bias = self.biases[str(task)]
             size += bias.numel() * bias.element_size()
+        return size + self.pick_bytes(task)
+
+    def pick_bytes(self, task: int) -> int:
+        """Bytes of ``task``'s stored pick mask: one bit per weight of its shape, packed."""
         packed = self._pick_buffer(task)
         if packed is not None:
-            size += packed.numel()
-        elif task == self._training_task and self.piggymask is not None:
-            size += (self.piggymask.numel() + 7) // 8  # what finish_task will store
-        return size
+            return packed.numel()
+        if task == self._training_task and self.piggymask is not None:
+            return (self.piggymask.numel() + 7) // 8  # what finish_task will store
+        return 0
+
+    def earlier_count(self, task: int) -> int:
+        """Weights owned by tasks before ``task`` within its shape: the entries a pick mask needs."""
+        owner = self.owner[_region(self._task_shape(task))]
+        return int(((owner >= 1) & (owner < task)).sum())
 
     def extra_repr(self) -> str:
         tasks = ",".join(str(k) for k in self.task_modes) or "-"
@@ -1043,6 +1052,7 @@ class MaskedNet(nn.Module):
         for k, entry in tasks.items():
             entry["state_bytes"] += _tensor_bytes(self.heads[str(k)])
         total = weight_bytes + owner_bytes + sum(e["state_bytes"] for e in tasks.values())
+        paper = self._paper_bytes(weight_bytes, sum(e["state_bytes"] for e in tasks.values()))
         return {
             "width_mult": self.width_mult,
             "tasks": tasks,
@@ -1051,4 +1061,21 @@ class MaskedNet(nn.Module):
             "owner_bytes": owner_bytes,
             "total_bytes": total,
             "total_mb": total / 2**20,
+            "paper_bytes": paper,
+            "paper_mb": paper / 2**20,
         }
+
+    def _paper_bytes(self, weight_bytes: int, state_bytes: int) -> float:
+        """Model size counted as the papers count it (docs/results.md, "Model size"): the weights,
+        owner masks at ⌈log2(T+1)⌉ bits per weight, each learned pick mask at one bit per
+        *earlier* task's weight (a task's own weights need none), per-task BN/biases/heads."""
+        layers = [layer for _, layer in self._layers()]
+        numel = sum(layer.owner.numel() for layer in layers)
+        owner_bits = math.ceil(math.log2(len(self.tasks) + 1)) * numel if self.tasks else 0
+        pick_bits = pick_bytes = 0
+        for layer in layers:
+            for task, mode in layer.task_modes.items():
+                if mode == "learn" and task > 1:
+                    pick_bits += layer.earlier_count(task)
+                    pick_bytes += layer.pick_bytes(task)
+        return weight_bytes + owner_bits / 8 + pick_bits / 8 + state_bytes - pick_bytes

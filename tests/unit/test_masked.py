@@ -534,6 +534,10 @@ def test_accounting_is_consistent() -> None:
     assert acc["tasks"][2]["state_bytes"] == bias_and_head + math.ceil(24 / 8)
     assert acc["total_bytes"] == 24 * 4 + 24 + 2 * bias_and_head + 3
     assert acc["total_mb"] == acc["total_bytes"] / 2**20
+    # As the papers count: 2 tasks → ⌈log2 3⌉ = 2 owner bits per weight; task 2's pick mask needs
+    # one bit per weight of task 1 only (12), not per weight of the layer (24).
+    assert acc["paper_bytes"] == 24 * 4 + 24 * 2 / 8 + 12 / 8 + 2 * bias_and_head
+    assert acc["paper_mb"] == acc["paper_bytes"] / 2**20
 
 
 # ------------------------------------------------------- property-based
