@@ -61,32 +61,37 @@ class Recorder:
                     self.checks += 1
 
 
+def _tiny_spec(plugins, name, recipe_strategy, overrides, seed, out):
+    """A digits ``tiny`` run of strategy ``name`` with the recipe entry of ``recipe_strategy``."""
+    strategy_cls = plugins.strategies.get(name)
+    bench_cls = plugins.benchmarks.get(DEFAULT_BENCHMARK)
+    recipe = bench_cls.recipes["tiny"]
+    fields = cfg.fields_of(strategy_cls.Config)
+    common = {k: v for k, v in recipe["*"].items() if k in fields}
+    layers = [common, recipe.get(recipe_strategy, {}), overrides]
+    return RunSpec(
+        strategy=name,
+        benchmark=DEFAULT_BENCHMARK,
+        strategy_config=cfg.resolve(strategy_cls.Config, name, layers),
+        benchmark_config=bench_cls.Config(),
+        recipe="tiny",
+        seed=seed,
+        device="cpu",
+        out=out,
+        quiet=True,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["packnet", "pae", "cpg"])
 def test_earlier_tasks_are_bit_identical(strategy, tmp_path):
     recorder = Recorder()
     plugins = load_plugins(modules=[recorder])
-    strategy_cls = plugins.strategies.get(strategy)
-    bench_cls = plugins.benchmarks.get(DEFAULT_BENCHMARK)
-    recipe = bench_cls.recipes["tiny"]
     overrides = {"weight_decay": 5e-3, "momentum": 0.9}  # both on: nothing earlier may still move
     if strategy != "packnet":
         # Unreachable train accuracy forces the grow step (up to the cap) on the first tasks.
         overrides |= {"goals": "self", "min_train_accuracy": 0.999999}
-    fields = cfg.fields_of(strategy_cls.Config)
-    common = {k: v for k, v in recipe["*"].items() if k in fields}
-    spec = RunSpec(
-        strategy=strategy,
-        benchmark=DEFAULT_BENCHMARK,
-        strategy_config=cfg.resolve(strategy_cls.Config, strategy, [common, recipe.get(strategy, {}), overrides]),
-        benchmark_config=bench_cls.Config(),
-        recipe="tiny",
-        seed=5,
-        device="cpu",
-        out=tmp_path / "run",
-        quiet=True,
-    )
-    run(spec, plugins)
+    run(_tiny_spec(plugins, strategy, strategy, overrides, 5, tmp_path / "run"), plugins)
     assert recorder.checks == 10  # every earlier task after each of tasks 2..5
     if strategy != "packnet":
         assert max(recorder.widths) > 1.0, "the grow step was not exercised"
@@ -116,24 +121,8 @@ class GrowingStrategies:
 def test_growth_after_finished_tasks_leaves_them_bit_identical(strategy, engine, tmp_path):
     recorder = Recorder()
     plugins = load_plugins(modules=[recorder, GrowingStrategies()])
-    name = f"growing_{strategy}"
-    strategy_cls = plugins.strategies.get(name)
-    recipe = plugins.benchmarks.get(DEFAULT_BENCHMARK).recipes["tiny"]
     overrides = {"weight_decay": 5e-3, "momentum": 0.9, "goals": "self", "min_train_accuracy": 0.0,
                  "width_step": 0.25, "max_width": 2.0, "engine": engine}  # fmt: skip
-    fields = cfg.fields_of(strategy_cls.Config)
-    common = {k: v for k, v in recipe["*"].items() if k in fields}
-    spec = RunSpec(
-        strategy=name,
-        benchmark=DEFAULT_BENCHMARK,
-        strategy_config=cfg.resolve(strategy_cls.Config, name, [common, recipe.get(strategy, {}), overrides]),
-        benchmark_config=plugins.benchmarks.get(DEFAULT_BENCHMARK).Config(),
-        recipe="tiny",
-        seed=3,
-        device="cpu",
-        out=tmp_path / "run",
-        quiet=True,
-    )
-    run(spec, plugins)
+    run(_tiny_spec(plugins, f"growing_{strategy}", strategy, overrides, 3, tmp_path / "run"), plugins)
     assert recorder.widths == [1.0, 1.25, 1.5, 1.75, 2.0]
     assert recorder.checks == 10
