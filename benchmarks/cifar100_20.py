@@ -31,6 +31,7 @@ SPLIT_SEED = 0  # the validation carve never depends on the run's seed
 
 @dataclass(frozen=True)
 class Cifar100_20Config(BenchmarkConfig):
+    NOT_DATA: ClassVar[tuple[str, ...]] = ("data_root", "download")  # where/how the data is read (clbench.goals)
     source: str = "auto"  # "superclass" (cifar2png tree), "python" (torchvision files) or "auto"
     download: bool = False  # let torchvision download the official files (needs internet)
     valid_fraction: float = 0.1  # per class, of the 500 training images (clbench: the original validated on test)

@@ -94,6 +94,7 @@ _LAYOUT = """\
 
 @dataclass(frozen=True)
 class Facial4Config(BenchmarkConfig):
+    NOT_DATA: ClassVar[tuple[str, ...]] = ("data_root", "cache_images")  # where/how the data is read (clbench.goals)
     image_size: int = 112  # §1.9: MTCNN-aligned faces, Resize 112; SphereNet-20 takes 112×112
     adience_test_fold: int = 0  # FvGeEmAg0_CPG_face.sh: age0 (FvGeEmAg1..4 test folds 1..4)
     adience_valid_fold: int | None = None  # clbench: None = (test fold + 1) mod 5; the other three train

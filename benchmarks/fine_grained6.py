@@ -98,6 +98,7 @@ def held_out_folder(task: str) -> str:
 
 @dataclass(frozen=True)
 class FineGrained6Config(BenchmarkConfig):
+    NOT_DATA: ClassVar[tuple[str, ...]] = ("data_root", "weights")  # where/how the data is read (clbench.goals)
     tasks: tuple[str, ...] = TASKS  # CPG_imagenet.sh task order; a subset keeps this order
     pretrained: bool = True  # CPG_imagenet.sh task 1: --use_imagenet_pretrained
     weights: str | None = None  # torchvision resnet50 state dict; None: <torch hub dir>/checkpoints/resnet50-*.pth

@@ -21,6 +21,10 @@ class BenchmarkConfig:
 
     data_root: str | None = None  # where the benchmark's data lives (None: the benchmark's default)
 
+    #: Fields that say where or how the data is read, not what it is: left out of the key that
+    #: decides whether accuracy goals measured in one run apply to another (clbench.goals.data_key).
+    NOT_DATA: ClassVar[tuple[str, ...]] = ("data_root",)
+
 
 TASK_KINDS = ("classification", "verification", "triplet")
 

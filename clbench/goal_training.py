@@ -85,6 +85,8 @@ def resolve(
         UsageError: no matching goals with ``goals = "file"``; an explicit goals file measured on
             another benchmark, recipe, task count or data; a task without a goal.
     """
+    if recorded is not None:
+        _check_unchanged(strategy, recorded)
     if not wants_goals(strategy):
         return None
     config = strategy.config
@@ -111,6 +113,17 @@ def resolve(
         raise UsageError(f"goals file {found.path} has no goal for task(s) {missing}; it lists {sorted(found.values)}")
     strategy.use_goals(found.values)  # type: ignore[attr-defined]
     return found
+
+
+def _check_unchanged(strategy: Strategy, recorded: dict[str, Any]) -> None:
+    """A resumed run keeps the goals its earlier tasks were packed against."""
+    config = strategy.config
+    given = getattr(config, "goals_file", None)
+    if not wants_goals(strategy) or (given and Path(given) != Path(recorded["file"])):
+        raise UsageError(
+            f"this run started with the accuracy goals of {recorded['file']} and a resumed run keeps them; "
+            f"drop --{strategy.name}.goals/--{strategy.name}.goals-file from --resume, or start a new run"
+        )
 
 
 def _explicit(path: Path, key: goalfiles.GoalKey, option: str) -> goalfiles.Goals:
@@ -169,7 +182,7 @@ def _train(
     theirs = producer_config.epochs * sequences
     share = f"about {100 * theirs / own:.0f} % of this run's own training epochs" if own else "extra training"
     log.warning(
-        "no %s accuracy goals for %s on %s (recipe %s): training them first with %s (%d sequence(s), %d epochs "
+        "no %s accuracy goals for %s on %s (recipe %s): training them first with %s (%d sequence(s), %d epoch(s) "
         "per task; %s); they are kept in %s for later runs",
         key.producer, strategy.name, spec.benchmark, spec.recipe,
         name, sequences, producer_config.epochs, share, target,
@@ -183,8 +196,9 @@ def _train(
             continue
         resume = (out / "config.toml").is_file()
         sub = replace(
-            spec, strategy=name, strategy_config=producer_config, seed=seed, out=out, resume=resume, overwrite=False
-        )
+            spec, strategy=name, strategy_config=producer_config, seed=seed, out=out, resume=resume, overwrite=False,
+            publish_goals=sequences == 1,  # finetune-max publishes the maximum, not each sequence
+        )  # fmt: skip
         state = run_fn(sub, plugins)
         per_sequence.append(state.strategy.produced_goals())
     combined = {task: max(values[task] for values in per_sequence) for task in per_sequence[0]}

@@ -50,9 +50,10 @@ def config_hash(config: Any, leave_out: Iterable[str] = ()) -> str:
 
 
 def data_key(benchmark_config: Any) -> str:
-    """The benchmark's data and task set: its resolved config without ``data_root`` (the same
-    data may live anywhere)."""
-    return config_hash(benchmark_config, ("data_root",))
+    """The benchmark's data and task set: its resolved config without the fields that only say
+    where or how the data is read (``NOT_DATA``: the data root, download switches, caches,
+    machine-specific weight paths)."""
+    return config_hash(benchmark_config, getattr(benchmark_config, "NOT_DATA", ("data_root",)))
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class Goals:
             key = GoalKey(record["producer"], record["benchmark"], record["recipe"], int(record["tasks"]),
                           record["data_key"], record["config_key"])  # fmt: skip
         values = {str(k): float(v) for k, v in record["values"].items()}
-        return cls(values, str(record["file"]), key, tuple(record.get("seeds", ())), False, list(record["notes"]))
+        seeds = tuple(record.get("seeds", ()))
+        return cls(values, str(record["file"]), key, seeds, bool(record.get("trained_now")), list(record["notes"]))
 
 
 # ------------------------------------------------------------------------------ files
@@ -160,29 +162,37 @@ def read(where: Path | str) -> Goals:
     Raises:
         UsageError: missing file, missing columns, a goal that is no number or outside [0, 1].
     """
-    text = _read_text(where)
+    try:
+        text = _read_text(where)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"goals file {where} cannot be read as UTF-8 CSV ({exc.__class__.__name__})") from None
     if text is None:
         raise UsageError(f"goals file {where} does not exist")
     rows = list(csv.DictReader(text.splitlines()))
     if not rows or any(column not in rows[0] for column in ("task", "goal")):
         raise UsageError(f"goals file {where} needs the columns {','.join(GOAL_COLUMNS)}")
-    values = {}
+    values: dict[str, float] = {}
     for row in rows:
         try:
             goal = float(row["goal"])
         except (TypeError, ValueError):
             raise UsageError(f"goals file {where}: goal {row['goal']!r} of task {row['task']!r} is no number") from None
-        if not 0.0 <= goal <= 1.0:
+        if not 0.0 <= goal <= 1.0:  # also refuses nan
             raise UsageError(f"goals file {where}: goal of task {row['task']!r} must be a fraction in [0, 1]")
+        if row["task"] in values:
+            raise UsageError(f"goals file {where} lists task {row['task']!r} twice; keep one row per task")
         values[row["task"]] = goal
     first = rows[0]
     key, seeds = None, ()
     if all(first.get(c) for c in PROVENANCE_COLUMNS[:-1]):
-        key = GoalKey(
-            first["producer"], first["benchmark"], first["recipe"], int(first["tasks"]),
-            first["data_key"], first["config_key"],
-        )  # fmt: skip
-        seeds = tuple(int(s) for s in (first.get("seeds") or "").split())
+        try:
+            key = GoalKey(
+                first["producer"], first["benchmark"], first["recipe"], int(first["tasks"]),
+                first["data_key"], first["config_key"],
+            )  # fmt: skip
+            seeds = tuple(int(s) for s in (first.get("seeds") or "").split())
+        except ValueError:
+            raise UsageError(f"goals file {where}: the provenance columns tasks/seeds must be whole numbers") from None
     return Goals(values, str(where), key, seeds)
 
 

@@ -66,6 +66,7 @@ class PruneSchedule:
     begin: int
     end: int
     frequency: int
+    final_update: bool = False  # also update at ``end`` when it is off the frequency grid
     step: int = 0
     last: int = 0
 
@@ -79,7 +80,8 @@ class PruneSchedule:
         from clbench.nn.masked import cubic_sparsity
 
         step, self.step = self.step, self.step + 1
-        if self.begin <= step <= self.end and self.last + self.frequency <= step:
+        due = self.last + self.frequency <= step or (self.final_update and step == self.end)
+        if self.begin <= step <= self.end and due:
             self.last = step
             return cubic_sparsity(step, self.initial, self.final, self.begin, self.end)
         return None
@@ -187,7 +189,12 @@ class MaskedStrategy(Strategy):
         """One gradual-pruning run of the original script: sparsity ramps from ``initial`` to
         ``final`` over the first ``interval_epochs`` (cubic), then holds; pick masks frozen."""
         per_epoch = iterations_per_epoch(len(task.train_exp.dataset), self.config.batch_size)
-        self._schedule = PruneSchedule(initial, final, 0, interval_epochs * per_epoch, frequency)
+        end, last_step = interval_epochs * per_epoch, epochs * per_epoch - 1
+        # A stage no longer than its ramp (CPU recipes: 1 epoch, ramp 1) would stop short of its
+        # target, with upstream's counting as well; its ramp ends on the last step instead, which
+        # always updates. Upstream's recipes (20 epochs, ramp 4) never take this branch.
+        short = end > last_step
+        self._schedule = PruneSchedule(initial, final, 0, min(end, last_step), frequency, final_update=short)
         try:
             return self.run_phase(task, f"prune {final:g}", epochs, lr)
         finally:

@@ -67,6 +67,7 @@ class RunSpec:
     deterministic: bool = False
     phase_checkpoints: bool = True  # a checkpoint after every phase, not only after every task
     runs_root: Path = Path("runs")
+    publish_goals: bool = True  # a goal-producing strategy publishes its keyed goal file (not inside finetune-max)
 
 
 @dataclass
@@ -207,7 +208,8 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
             ) from None
         plugins.hook.clbench_after_task(run=state, task=task.index, rows=rows)
 
-    goal_training.publish(spec, strategy, run_dir, len(state.tasks))
+    if spec.publish_goals:
+        goal_training.publish(spec, strategy, run_dir, len(state.tasks))
     summary = _summary(writer, started, clock.before, device)
     if goals is not None:
         summary["goals"] = goals.provenance()
@@ -233,8 +235,8 @@ def _resolve_goals(
         return goal_training.resolve(spec, plugins, strategy, tasks, run, recorded)
     except RunInterrupted:
         raise RunInterrupted(
-            f"interrupted while training the accuracy goals of {run_dir} (finished parts are kept under "
-            f"{spec.runs_root / 'goals'}); run the same command again to continue them"
+            f"interrupted while training accuracy goals (their finished tasks are kept under "
+            f"{spec.runs_root / 'goals' / spec.benchmark}); run the same command again to continue them"
         ) from None
     finally:
         checkpoint.set_rng_state(rng)

@@ -94,4 +94,6 @@ def test_last_task_that_misses_its_goal_at_max_width_keeps_all_its_weights(strat
     val = metrics[(metrics["metric"] == "val_accuracy") & (metrics["trained_task"] == 2)]
     assert val.set_index("eval_task")["value"][2] < 1.0  # the goal was missed
     assert sparsity[2] == 0.0
-    assert sparsity[1] > 0.5  # task 1 met its goal (0.0): pruned as usual
+    # Task 1 met its goal (0.0): pruned as usual, to the last stage's target (a one-epoch stage
+    # no longer than its ramp ends the ramp on its last step, so it reaches 0.9).
+    assert sparsity[1] == pytest.approx(0.9, abs=0.005)

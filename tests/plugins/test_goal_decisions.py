@@ -175,3 +175,11 @@ def test_defaults_follow_the_cpg_repository():
     assert PackNetConfig().nesterov is True  # packnet_cifar100_main_normal.py: SGD(..., nesterov=True)
     assert CPGConfig().goals == "auto" and PAEConfig().goals == "auto"
     assert CPGConfig().capacity_rule and PAEConfig().goal_sequences == 5
+
+
+def test_a_stage_no_longer_than_its_ramp_reaches_its_target():
+    """With the ramp ending on the stage's last step (7, off the frequency-2 grid) that step
+    still updates, to the final sparsity."""
+    schedule = PruneSchedule(initial=0.5, final=0.8, begin=0, end=7, frequency=2, final_update=True)
+    reached = [s for s in (schedule.advance() for _ in range(8)) if s is not None]
+    assert reached[-1] == 0.8 and len(reached) == 4  # steps 2, 4, 6 and the last, 7
