@@ -31,6 +31,7 @@ from clbench import checkpoint, results
 from clbench import config as cfg
 from clbench.errors import ClbenchError, ResultsExistError, RunInterrupted, UsageError
 from clbench.journal import PhaseJournal, phase_path
+from clbench.taskcheck import check_tasks
 
 if TYPE_CHECKING:
     from clbench.benchmark import Benchmark
@@ -107,9 +108,7 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
 
     # Everything that can fail on bad input happens before the first file is written.
     benchmark: Benchmark = plugins.benchmarks.get(spec.benchmark)(spec.benchmark_config)
-    task_data = benchmark.load_tasks()
-    if not task_data:
-        raise UsageError(f"benchmark {spec.benchmark!r} produced no tasks")
+    task_data = check_tasks(benchmark.load_tasks(), benchmark)
     exps = build_scenario(task_data)
     state.tasks = [
         Task(i, data, exps["train"][i], exps["valid"].get(i), exps["test"].get(i))

@@ -66,3 +66,24 @@ def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for i in range(n):
                 _image(rng, root / "fer2013" / split / emotion / f"{split}_{emotion}_{i}.jpg", 16, "L")
     return root
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from clbench.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(argv) -> (exit code, stderr)``: the CLI in-process, stdout discarded."""
+    return _run_cli
