@@ -48,3 +48,14 @@ def test_an_odd_size_first_image_is_the_one_named(tmp_path, run_cli):
     Image.fromarray(np.zeros((28, 28, 3), dtype=np.uint8)).save(odd)
     err = _refused(run_cli, tmp_path, ["--benchmark", "cifar100_20", "--data-root", str(root)])
     assert f"{odd} is 28x28" in err, err
+
+
+def test_a_missing_test_split_is_one_line_with_the_layout_under_verbose(tmp_path, run_cli):
+    root = tmp_path / "data"
+    (root / "train" / CIFAR100_SUPERCLASSES[0] / "c0").mkdir(parents=True)
+    argv = ["--benchmark", "cifar100_20", "--data-root", str(root)]
+    err = _refused(run_cli, tmp_path, argv)
+    assert "missing test/" in err and "--data-root" in err and "--verbose" in err, err
+    code, verbose = run_cli(["run", *argv, "--out", str(tmp_path / "run"), "--quiet", "--verbose"])
+    assert code == 2 and "Expected layout:" in verbose and "test/<superclass>/<fine_class>/*.png" in verbose
+    assert not (tmp_path / "run").exists()
