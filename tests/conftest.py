@@ -87,3 +87,19 @@ def _run_cli(argv: list[str]) -> tuple[int, str]:
 def run_cli():
     """``run_cli(argv) -> (exit code, stderr)``: the CLI in-process, stdout discarded."""
     return _run_cli
+
+
+def cifar_tree(root: Path, size: int = 32, per_class: int = 2) -> Path:
+    """A complete cifar2png super-class tree (20 super-classes x 5 classes, train and test) of
+    random ``size`` x ``size`` RGB PNGs."""
+    import numpy as np
+
+    from clbench.datasets.folders import CIFAR100_SUPERCLASSES
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for superclass in CIFAR100_SUPERCLASSES:
+            for c in range(5):
+                for i in range(per_class):
+                    _image(rng, root / split / superclass / f"c{c}" / f"{i}.png", size, "RGB")
+    return root

@@ -6,23 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from conftest import cifar_tree
 from PIL import Image
 
 from clbench.datasets.folders import CIFAR100_SUPERCLASSES
-
-
-def cifar_tree(root: Path, size: int = 32, per_class: int = 2) -> Path:
-    """A complete cifar2png super-class tree of random ``size``x``size`` PNGs."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for superclass in CIFAR100_SUPERCLASSES:
-            for c in range(5):
-                folder = root / split / superclass / f"c{c}"
-                folder.mkdir(parents=True)
-                for i in range(per_class):
-                    pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-                    Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
 
 
 def _refused(run_cli, tmp_path: Path, argv: list[str]) -> str:

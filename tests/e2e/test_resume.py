@@ -235,7 +235,8 @@ def test_non_finite_loss_stops_keeps_finished_tasks_and_resumes_with_another_set
     assert "lr = 1e+30" in history  # the settings of the failed part are kept
 
 
-def test_write_failure_later_keeps_finished_results(tmp_path, monkeypatch, capsys):
+def _fail_saving_task_3(monkeypatch):
+    """Make saving task 3's checkpoint fail as on a full disk; returns the real ``save``."""
     from clbench import checkpoint
 
     real_save = checkpoint.save
@@ -246,6 +247,13 @@ def test_write_failure_later_keeps_finished_results(tmp_path, monkeypatch, capsy
         return real_save(run_dir, task, payload)
 
     monkeypatch.setattr(checkpoint, "save", failing_save)
+    return real_save
+
+
+def test_write_failure_later_keeps_finished_results(tmp_path, monkeypatch, capsys):
+    from clbench import checkpoint
+
+    real_save = _fail_saving_task_3(monkeypatch)
     out = tmp_path / "run"
     assert main(["run", *ARGS, "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -288,14 +296,7 @@ def _stopped_after_task_2(out: Path, monkeypatch) -> None:
     """A finetune run whose task 3 could not be saved: checkpoints of tasks 1 and 2 are kept."""
     from clbench import checkpoint
 
-    real_save = checkpoint.save
-
-    def failing_save(run_dir, task, payload):
-        if task == 3:
-            raise OSError(28, "No space left on device")
-        return real_save(run_dir, task, payload)
-
-    monkeypatch.setattr(checkpoint, "save", failing_save)
+    real_save = _fail_saving_task_3(monkeypatch)
     assert main(["run", *FAST, "--quiet", "--out", str(out)]) == 2
     monkeypatch.setattr(checkpoint, "save", real_save)
     assert sorted(p.name for p in (out / "checkpoints").glob("task-00?.pt")) == ["task-001.pt", "task-002.pt"]
