@@ -125,7 +125,10 @@ class Facial4Mini(Benchmark):
 
         cfg: Facial4MiniConfig = self.config  # type: ignore[assignment]
         if cfg.data_root is None:
-            raise DataError(f"facial4_mini needs --data-root DIR laid out as:\n{LAYOUT.format(root='DIR')}")
+            raise DataError(
+                "facial4_mini needs --data-root DIR (--verbose shows the expected layout)"
+                f"\nExpected layout:\n{LAYOUT.format(root='DIR')}"
+            )
         root = Path(cfg.data_root).expanduser()
         _check_layout(root)
         gender, age = self._utkface(root)

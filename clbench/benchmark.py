@@ -50,6 +50,10 @@ class TaskData:
     and ``test`` are :class:`clbench.triplets.TripletDataset` objects scored by triplet accuracy.
     ``class_names`` are the categories the triplets are drawn from (informational: the embedding
     head's size is fixed and ignores ``num_classes``).
+
+    The runner checks every task when it is loaded (:mod:`clbench.taskcheck`): no split is empty,
+    classification labels are ``0..n-1`` (or ``remap_labels=True`` asks for them to be mapped),
+    a classification task has at least two classes, and the first batch's inputs are finite.
     """
 
     name: str
@@ -58,6 +62,7 @@ class TaskData:
     valid: Any
     test: Any
     kind: str = "classification"
+    remap_labels: bool = False  # labels are not 0..n-1: map the sorted distinct training labels onto them
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:

@@ -78,17 +78,32 @@ def save(run_dir: Path, task: int, payload: dict[str, Any]) -> Path:
 
 
 def latest(run_dir: Path) -> Checkpoint | None:
-    """The newest checkpoint whose checksum verifies; corrupted ones are reported and skipped."""
+    """The newest checkpoint whose checksum verifies. Damaged newer ones are reported and
+    skipped; when none is usable, one line says that the run starts over from task 1 and why."""
+    found, damaged = scan(run_dir)
+    if found is None and damaged:
+        log.warning(
+            "starting over from task 1: no kept task checkpoint of %s is usable (%s)", run_dir, "; ".join(damaged)
+        )
+    for problem in damaged if found is not None else ():
+        log.warning("checkpoint %s; falling back to an earlier one", problem)
+    return found
 
+
+def scan(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest checkpoint whose checksum verifies, and what is wrong with each newer one
+    (``"<path> fails its checksum"``, newest first), without logging anything."""
     folder = run_dir / CHECKPOINT_DIR
     found = sorted(
         ((int(m.group(1)), p) for p in folder.glob("task-*.pt") if (m := _NAME.fullmatch(p.name))), reverse=True
     )
+    damaged = []
     for task, path in found:
-        payload = read_verified(path, "checkpoint", "falling back to an earlier one")
+        payload, why = _verified(path, "checkpoint")
         if payload is not None:
-            return Checkpoint(task, path, payload)
-    return None
+            return Checkpoint(task, path, payload), damaged
+        damaged.append(f"{path} {why}")
+    return None, damaged
 
 
 def write_verified(path: Path, payload: dict[str, Any]) -> None:
@@ -106,16 +121,26 @@ def write_verified(path: Path, payload: dict[str, Any]) -> None:
 def read_verified(path: Path, what: str, fallback: str) -> dict[str, Any] | None:
     """What :func:`write_verified` wrote to ``path``, or None (after a warning that names the
     ``what`` and the ``fallback``) when its checksum is missing or does not match."""
+    payload, why = _verified(path, what)
+    if payload is None:
+        log.warning("%s %s %s; %s", what, path, why, fallback)
+    return payload
+
+
+def _verified(path: Path, what: str) -> tuple[dict[str, Any] | None, str | None]:
+    """``(payload, None)``, or ``(None, why)`` when the checksum is missing or does not match.
+
+    Raises:
+        CheckpointError: the file verifies but has another format number.
+    """
     import torch
 
     digest_file = path.with_name(path.name + ".sha256")
     data = path.read_bytes()
     expected = digest_file.read_text().strip() if digest_file.is_file() else None
     if expected != hashlib.sha256(data).hexdigest():
-        why = "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
-        log.warning("%s %s %s; %s", what, path, why, fallback)
-        return None
+        return None, "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
     payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     if payload.get("format") != FORMAT:
         raise CheckpointError(f"{what} {path} has format {payload.get('format')!r}, expected {FORMAT}")
-    return payload
+    return payload, None

@@ -54,11 +54,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except ClbenchError as exc:
-        print(f"clbench: error: {exc}", file=sys.stderr)
+        _print_error(exc, verbose="--verbose" in rest)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("clbench: interrupted", file=sys.stderr)
         return 130
+
+
+def _print_error(exc: ClbenchError, verbose: bool) -> None:
+    """One line on stderr; the lines after an error's first (an expected data layout, say) only
+    with ``--verbose``."""
+    summary, _, details = str(exc).partition("\n")
+    print(f"clbench: error: {summary}", file=sys.stderr)
+    if verbose and details:
+        print(details, file=sys.stderr)
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -384,6 +393,9 @@ def _run_parser(
         "--data-root", dest="run__data_root", default=S, metavar="DIR", help=f"shortcut for --{benchmark}.data-root"
     )
     general.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    general.add_argument(
+        "--verbose", action="store_true", help="on an error, also print its details (e.g. the expected data layout)"
+    )
     _add_config_flags(parser, strategy, strategy_config, "s__")
     _add_config_flags(parser, benchmark, benchmark_config, "b__")
     return parser

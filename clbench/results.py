@@ -120,7 +120,29 @@ def load_metrics(run_dir: Path) -> pd.DataFrame:
     frame = pd.read_csv(path)
     if tuple(frame.columns) != COLUMNS:
         raise UsageError(f"{path} has columns {list(frame.columns)}, expected {list(COLUMNS)}")
+    _check_unique(frame, path)
     return frame
+
+
+KEY_COLUMNS = COLUMNS[:-1]  # every column but ``value``: one row per key
+
+
+def _check_unique(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse rows that repeat a key (a file appended to twice, or two runs merged): averaging
+    them would hide the error. The message names the first repeated keys."""
+    repeated = frame[frame.duplicated(list(KEY_COLUMNS), keep="first")]
+    if repeated.empty:
+        return
+    keys = repeated.drop_duplicates(list(KEY_COLUMNS))
+    shown = "; ".join(
+        f"trained_task={r.trained_task} eval_task={r.eval_task} metric={r.metric} run_id={r.run_id}"
+        for r in keys.head(3).itertuples(index=False)
+    )
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    raise UsageError(
+        f"{path} repeats {len(keys)} key(s) ({', '.join(KEY_COLUMNS)}): {shown}{more}; "
+        "each key must appear once: remove the duplicate rows or rerun into a fresh --out"
+    )
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:

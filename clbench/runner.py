@@ -11,6 +11,7 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from clbench import checkpoint, goal_training, results
 from clbench import config as cfg
 from clbench.errors import ClbenchError, ResultsExistError, RunInterrupted, UsageError
 from clbench.journal import PhaseJournal, phase_path
+from clbench.taskcheck import check_tasks
 
 if TYPE_CHECKING:
     from clbench.benchmark import Benchmark
@@ -108,9 +110,7 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
 
     # Everything that can fail on bad input happens before the first file is written.
     benchmark: Benchmark = plugins.benchmarks.get(spec.benchmark)(spec.benchmark_config)
-    task_data = benchmark.load_tasks()
-    if not task_data:
-        raise UsageError(f"benchmark {spec.benchmark!r} produced no tasks")
+    task_data = check_tasks(benchmark.load_tasks(), benchmark)
     exps = build_scenario(task_data)
     state.tasks = [
         Task(i, data, exps["train"][i], exps["valid"].get(i), exps["test"].get(i))
@@ -144,6 +144,8 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     first_task, elapsed_before, replay_phases = 1, 0.0, False
     if spec.resume:
         saved = checkpoint.latest(run_dir)
+        run_id = state.run_id = _kept_run_id(run_dir, saved) or run_id  # wherever the folder now lives
+        writer.key = results.RunKey(run_id, spec.strategy, spec.benchmark, spec.seed)
         if saved is not None:
             _check_belongs(saved, spec, run_dir)
             strategy.load_checkpoint_state(saved.payload["strategy"])
@@ -297,6 +299,19 @@ def _learn_and_evaluate(
     test_acc = next(r["value"] for r in rows if r["metric"] == "accuracy" and r["eval_task"] == task.index)
     log.info("task %d/%d %s: test accuracy %.4f", task.index, len(state.tasks), task.name, test_acc)
     return rows
+
+
+def _kept_run_id(run_dir: Path, saved: checkpoint.Checkpoint | None) -> str | None:
+    """The run_id a resumed run already has (its checkpoint's, else its metrics.csv's), so that a
+    moved or renamed run directory does not start a second run_id."""
+    if saved is not None:
+        return str(saved.payload["run_id"])
+    try:
+        with open(run_dir / results.METRICS_FILE, newline="") as f:
+            first = next(csv.DictReader(f), None)
+    except OSError:
+        return None
+    return first["run_id"] if first and first.get("run_id") else None
 
 
 def _check_belongs(saved: checkpoint.Checkpoint, spec: RunSpec, run_dir: Path) -> None:

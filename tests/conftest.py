@@ -66,3 +66,40 @@ def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for i in range(n):
                 _image(rng, root / "fer2013" / split / emotion / f"{split}_{emotion}_{i}.jpg", 16, "L")
     return root
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from clbench.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(argv) -> (exit code, stderr)``: the CLI in-process, stdout discarded."""
+    return _run_cli
+
+
+def cifar_tree(root: Path, size: int = 32, per_class: int = 2) -> Path:
+    """A complete cifar2png super-class tree (20 super-classes x 5 classes, train and test) of
+    random ``size`` x ``size`` RGB PNGs."""
+    import numpy as np
+
+    from clbench.datasets.folders import CIFAR100_SUPERCLASSES
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for superclass in CIFAR100_SUPERCLASSES:
+            for c in range(5):
+                for i in range(per_class):
+                    _image(rng, root / split / superclass / f"c{c}" / f"{i}.png", size, "RGB")
+    return root

@@ -89,6 +89,8 @@ def load_images(
     *,
     cache: bool = True,
     workers: int | None = None,
+    expected: tuple[int, int] | None = None,
+    resize_hint: str | None = None,
 ) -> np.ndarray:
     """Decode ``paths`` into one N×H×W×C uint8 array, rows in the given order.
 
@@ -99,6 +101,10 @@ def load_images(
         cache_dir: where cache files live; None means :func:`default_cache_dir`.
         cache: False decodes into memory and writes nothing.
         workers: decoding threads (Pillow releases the GIL while decoding); None = CPU count.
+        expected: (height, width) the caller's data should have; when sizes differ, the file
+            that breaks it is the one named (else the first file that differs from the first).
+        resize_hint: how the user makes sizes agree (the flag or field that resizes, or that
+            none exists); the default advises ``size=(height, width)`` for callers of this function.
 
     Returns:
         A read-only ``np.memmap`` over the cache file (or an in-memory array when ``cache`` is
@@ -111,7 +117,7 @@ def load_images(
         raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
     paths = [Path(p) for p in paths]
     if not cache:
-        return _decode_all(paths, size, mode, None, workers)
+        return _decode_all(paths, size, mode, None, workers, (expected, resize_hint))
     key = cache_key(paths, size, mode)
     folder = (cache_dir if cache_dir is not None else default_cache_dir()) / "images"
     target = folder / f"images-{key[:32]}.npy"
@@ -125,10 +131,10 @@ def load_images(
         os.close(fd)
     except OSError as exc:
         logger.warning("image cache folder %s not writable (%s); decoding in memory", folder, exc)
-        return _decode_all(paths, size, mode, None, workers)
+        return _decode_all(paths, size, mode, None, workers, (expected, resize_hint))
     tmp = Path(tmp_name)
     try:
-        _decode_all(paths, size, mode, tmp, workers)
+        _decode_all(paths, size, mode, tmp, workers, (expected, resize_hint))
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared between users
         # Same-folder rename is atomic: readers see either no file or a complete one.
         os.replace(tmp, target)
@@ -160,6 +166,7 @@ def _decode_all(
     mode: Mode,
     out_file: Path | None,
     workers: int | None,
+    advice: tuple[tuple[int, int] | None, str | None] = (None, None),
 ) -> np.ndarray:
     channels = _CHANNELS[mode]
     if not paths:
@@ -181,10 +188,7 @@ def _decode_all(
         for i in indices:
             img = decode_image(paths[i], size, mode)
             if img.shape != first.shape:
-                raise DataError(
-                    f"images differ in size: {paths[0]} is {first.shape[1]}x{first.shape[0]}, "
-                    f"{paths[i]} is {img.shape[1]}x{img.shape[0]}; pass size=(height, width)"
-                )
+                raise _size_error((paths[0], first), (paths[i], img), *advice)
             out[i] = img
 
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -200,3 +204,22 @@ def _decode_all(
         del out
         return np.empty(0, dtype=np.uint8)  # the caller re-opens the file read-only
     return out
+
+
+def _size_error(
+    first: tuple[Path, np.ndarray], other: tuple[Path, np.ndarray], expected: tuple[int, int] | None, hint: str | None
+) -> DataError:
+    """One line: which file has the odd size (the one off ``expected`` when that is known), the
+    size the data should have, and how to make sizes agree."""
+    if expected is not None and first[1].shape[:2] != tuple(expected):
+        first, other = other, first  # the first file is the odd one
+    (odd, odd_img), (ok, ok_img) = other, first
+    should = (
+        f"{expected[1]}x{expected[0]} expected"
+        if expected is not None
+        else f"{ok} is {ok_img.shape[1]}x{ok_img.shape[0]}"
+    )
+    hint = hint or "pass size=(height, width) to load_images"
+    return DataError(
+        f"images differ in size: {odd} is {odd_img.shape[1]}x{odd_img.shape[0]}x{odd_img.shape[2]}, {should}; {hint}"
+    )

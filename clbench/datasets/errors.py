@@ -15,8 +15,12 @@ class DataError(ClbenchError):
 def missing_data_error(what: str, root: Path, missing: Iterable[str], layout: str) -> DataError:
     """Build the error for a data root that lacks folders or files.
 
-    The message names the directory looked in, what is missing and the expected layout, so the
+    The first line names the directory looked in, what is missing and the fix (``--data-root``);
+    the lines after it give the expected layout, which the CLI prints under ``--verbose``, so the
     user can fix the path or the extraction without reading the code.
     """
     missing_list = ", ".join(missing)
-    return DataError(f"{what} not found under {root}: missing {missing_list}. Expected layout:\n{layout.rstrip()}")
+    return DataError(
+        f"{what} not found under {root}: missing {missing_list}; point --data-root at the folder that holds "
+        f"them (--verbose shows the expected layout)\nExpected layout:\n{layout.rstrip()}"
+    )

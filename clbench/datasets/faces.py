@@ -324,7 +324,10 @@ def load_utkface(root: Path) -> UTKFaceFiles:
         raise missing_data_error("UTKFace images", root, ["UTKFace/"], _UTK_LAYOUT.format(root=root))
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith(_IMAGE_SUFFIXES))
     if not names:
-        raise DataError(f"no images in {folder}\nExpected layout:\n{_UTK_LAYOUT.format(root=root)}")
+        raise DataError(
+            f"no images in {folder}; point --data-root at the folder holding UTKFace/ (--verbose shows the "
+            f"expected layout)\nExpected layout:\n{_UTK_LAYOUT.format(root=root)}"
+        )
     paths: list[Path] = []
     labels: list[tuple[int, int, int]] = []
     malformed: list[str] = []

@@ -55,6 +55,17 @@ _FER_LAYOUT = """\
     fer2013/test/<emotion>/PrivateTest_<id>.jpg"""
 
 
+# Said when a tree mixes image sizes: what the data should be, and that no option resizes it.
+_CIFAR_SIZE_HINT = (
+    "CIFAR-100 images are 32x32 RGB (cifar100_20 expects that size) and no flag or config field "
+    "resizes them: replace or remove the odd file"
+)
+_FER_SIZE_HINT = (
+    "FER2013 images are 48x48 grayscale and load_fer2013 has no resizing option: replace or remove "
+    "the odd file (facial4_mini resizes FER2013 images itself, to 64x64)"
+)
+
+
 class LabelledFiles(NamedTuple):
     """Image files with integer labels; ``class_names[k]`` names label k."""
 
@@ -186,7 +197,9 @@ def load_superclass_split(
     """
     files = superclass_files(root, split, superclasses)
     all_paths = [p for f in files.values() for p in f.paths]
-    images = load_images(all_paths, None, "RGB", cache_dir, cache=cache)
+    images = load_images(
+        all_paths, None, "RGB", cache_dir, cache=cache, expected=(32, 32), resize_hint=_CIFAR_SIZE_HINT
+    )
     out: dict[str, LabelledImages] = {}
     start = 0
     for name, f in files.items():
@@ -318,5 +331,5 @@ def fer2013_files(root: Path, split: str) -> LabelledFiles:
 def load_fer2013(root: Path, split: str, *, cache_dir: Path | None = None, cache: bool = True) -> LabelledImages:
     """Decode one FER2013 split as N×48×48×1 grayscale uint8 (see :func:`fer2013_files`)."""
     files = fer2013_files(root, split)
-    images = load_images(files.paths, None, "L", cache_dir, cache=cache)
+    images = load_images(files.paths, None, "L", cache_dir, cache=cache, expected=(48, 48), resize_hint=_FER_SIZE_HINT)
     return LabelledImages(images, files.labels, files.class_names)

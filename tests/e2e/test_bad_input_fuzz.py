@@ -3,19 +3,15 @@ a clear message (never a traceback) and leaves no results behind."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import _run_cli, cifar_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from clbench import config as cfg
-from clbench.cli import main
 from clbench.datasets.folders import CIFAR100_SUPERCLASSES
 from clbench.manager import load_plugins
 
@@ -31,14 +27,7 @@ values = st.one_of(
 )
 
 
-def _call(argv: list[str]) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code if isinstance(exc.code, int) else 2
-    return code, err.getvalue()
+_call = _run_cli
 
 
 def _assert_clean(code: int, err: str) -> None:
@@ -112,15 +101,7 @@ def test_named_bad_values(tmp_path, argv, message):
 
 
 def _cifar_tree(root: Path, odd: str) -> None:
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for superclass in CIFAR100_SUPERCLASSES:
-            for c in range(5):
-                folder = root / split / superclass / f"c{c}"
-                folder.mkdir(parents=True)
-                for i in range(2):
-                    size = 40 if odd == "size" else 32
-                    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    cifar_tree(root, size=40 if odd == "size" else 32)
     if odd == "classes":  # a class missing from test: train and test disagree
         import shutil
 

@@ -235,7 +235,8 @@ def test_non_finite_loss_stops_keeps_finished_tasks_and_resumes_with_another_set
     assert "lr = 1e+30" in history  # the settings of the failed part are kept
 
 
-def test_write_failure_later_keeps_finished_results(tmp_path, monkeypatch, capsys):
+def _fail_saving_task_3(monkeypatch):
+    """Make saving task 3's checkpoint fail as on a full disk; returns the real ``save``."""
     from clbench import checkpoint
 
     real_save = checkpoint.save
@@ -246,6 +247,13 @@ def test_write_failure_later_keeps_finished_results(tmp_path, monkeypatch, capsy
         return real_save(run_dir, task, payload)
 
     monkeypatch.setattr(checkpoint, "save", failing_save)
+    return real_save
+
+
+def test_write_failure_later_keeps_finished_results(tmp_path, monkeypatch, capsys):
+    from clbench import checkpoint
+
+    real_save = _fail_saving_task_3(monkeypatch)
     out = tmp_path / "run"
     assert main(["run", *ARGS, "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -279,3 +287,45 @@ def test_same_seed_same_table_bit_for_bit(uninterrupted, tmp_path):
     again = tmp_path / "again"
     assert main(["run", *ARGS, "--out", str(again)]) == 0
     assert _table(again) == _table(uninterrupted)
+
+
+FAST = ["--strategy", "finetune", "--recipe", "tiny", "--seed", "2", "--device", "cpu"]
+
+
+def _stopped_after_task_2(out: Path, monkeypatch) -> None:
+    """A finetune run whose task 3 could not be saved: checkpoints of tasks 1 and 2 are kept."""
+    from clbench import checkpoint
+
+    real_save = _fail_saving_task_3(monkeypatch)
+    assert main(["run", *FAST, "--quiet", "--out", str(out)]) == 2
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert sorted(p.name for p in (out / "checkpoints").glob("task-00?.pt")) == ["task-001.pt", "task-002.pt"]
+
+
+def test_a_moved_run_directory_keeps_its_run_id_on_resume(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _stopped_after_task_2(out, monkeypatch)
+    before = set(results.load_metrics(out)["run_id"])
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    out.rename(moved)
+    assert main(["run", "--resume", str(moved), "--quiet"]) == 0
+    metrics = results.load_metrics(moved)
+    assert set(metrics["run_id"]) == before == {"digits-finetune-run"}
+    assert results.accuracy_matrix(metrics).shape == (5, 5)
+
+
+def test_both_kept_checkpoints_damaged_says_in_one_line_that_it_starts_over(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _stopped_after_task_2(out, monkeypatch)
+    capsys.readouterr()
+    for name in ("task-001.pt", "task-002.pt"):
+        path = out / "checkpoints" / name
+        path.write_bytes(path.read_bytes()[:1000])
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "checkpoint" in line]
+    assert len(lines) == 1, lines
+    assert "starting over from task 1" in lines[0] and lines[0].count("fails its checksum") == 2, lines
+    assert "task-001.pt" in lines[0] and "task-002.pt" in lines[0]
+    metrics = results.load_metrics(out)
+    assert results.accuracy_matrix(metrics).shape == (5, 5) and set(metrics["run_id"]) == {"digits-finetune-run"}

@@ -150,7 +150,7 @@ def test_fine_grained6_missing_and_partial_roots_name_the_folders(tmp_path, fine
     import shutil
 
     shutil.rmtree(fine_root / "wikiart" / "test")
-    with pytest.raises(DataError, match="missing wikiart/test/. Expected layout") as err:
+    with pytest.raises(DataError, match="missing wikiart/test/; point --data-root") as err:
         _fine(fine_root, pretrained=False).load_tasks()
     assert "cubs_cropped/train/," not in str(err.value)
     # Only the selected tasks are needed.
@@ -377,7 +377,7 @@ def test_facial4_missing_and_partial_roots_name_the_folders(tmp_path, face_root)
     for part in ("vggface2/train/", "lfw/pairs.txt", "adience/fold_4_data.txt", "expression/val/", "Expected layout"):
         assert part in text
     (face_root / "adience" / "fold_2_data.txt").unlink()
-    with pytest.raises(DataError, match="missing adience/fold_2_data.txt. Expected layout"):
+    with pytest.raises(DataError, match="missing adience/fold_2_data.txt; point --data-root"):
         _facial(face_root).load_tasks()
     with pytest.raises(DataError, match="missing adience/faces/, adience/fold_2_data.txt"):
         _facial(face_root, adience_images="faces").load_tasks()

@@ -71,3 +71,29 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
         results.atomic_write_json(path, {"a": 2})
     assert path.read_text().strip().endswith("}") and '"a": 1' in path.read_text()
     assert not list(tmp_path.glob(".summary.json.*"))
+
+
+def _write_run(run_dir, matrix, repeat=()):
+    """A hand-made run through MetricsWriter; ``repeat``: (trained, eval) rows written twice."""
+    writer = results.MetricsWriter(run_dir / results.METRICS_FILE, results.RunKey("r", "s", "b", 0))
+    for t, row in enumerate(matrix, start=1):
+        for i, value in enumerate(row, start=1):
+            if value is not None:
+                writer.add(t, i, "accuracy", value)
+                if (t, i) in repeat:
+                    writer.add(t, i, "accuracy", 1.0 - value)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    writer.flush()
+
+
+def test_duplicated_metric_rows_are_an_error_naming_the_keys(tmp_path, run_cli):
+    _write_run(tmp_path / "run", HAND_MADE, repeat={(3, 1), (2, 2)})
+    with pytest.raises(results.UsageError, match=r"repeats 2 key\(s\).*trained_task=2 eval_task=2 metric=accuracy"):
+        results.load_metrics(tmp_path / "run")
+    code, err = run_cli(["table", str(tmp_path / "run")])
+    assert code == 2 and err.count("\n") == 1 and "trained_task=3 eval_task=1 metric=accuracy run_id=r" in err, err
+
+
+def test_unique_metric_rows_load(tmp_path):
+    _write_run(tmp_path / "run", HAND_MADE)
+    assert len(results.load_metrics(tmp_path / "run")) == 6
