@@ -216,9 +216,9 @@ def _epochs_per_task(config: Any) -> int:
     return epochs
 
 
-def publish(spec: RunSpec, strategy: Strategy, run_dir: Path, num_tasks: int) -> Path | None:
+def publish(spec: RunSpec, strategy: Strategy, run_dir: Path, num_tasks: int, keyed: bool = True) -> Path | None:
     """After a goal-producing run (``produces_goals``): write its goals with their provenance into
-    ``run_dir/goals.csv`` and as the keyed goal file later PAE/CPG runs look up."""
+    ``run_dir/goals.csv`` and (``keyed``) as the keyed goal file later PAE/CPG runs look up."""
     producer = getattr(strategy, "produces_goals", None)
     if not producer:
         return None
@@ -226,6 +226,8 @@ def publish(spec: RunSpec, strategy: Strategy, run_dir: Path, num_tasks: int) ->
     key = producer_key(spec, producer, num_tasks)
     source = f"{spec.strategy} run {run_dir}"
     goalfiles.write(run_dir / "goals.csv", values, source, key, [spec.seed])
+    if not keyed:
+        return None
     target = goalfiles.goal_path(spec.runs_root / "goals", key, spec.seed)
     goalfiles.write(target, values, source, key, [spec.seed])
     log.info("accuracy goals for %s written to %s", spec.benchmark, target)

@@ -69,7 +69,7 @@ class RunSpec:
     deterministic: bool = False
     phase_checkpoints: bool = True  # a checkpoint after every phase, not only after every task
     runs_root: Path = Path("runs")
-    publish_goals: bool = True  # a goal-producing strategy publishes its keyed goal file (not inside finetune-max)
+    publish_goals: bool = True  # a goal-producing run also writes the keyed goal file (not inside finetune-max)
 
 
 @dataclass
@@ -210,8 +210,7 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
             ) from None
         plugins.hook.clbench_after_task(run=state, task=task.index, rows=rows)
 
-    if spec.publish_goals:
-        goal_training.publish(spec, strategy, run_dir, len(state.tasks))
+    goal_training.publish(spec, strategy, run_dir, len(state.tasks), keyed=spec.publish_goals)
     summary = _summary(writer, started, clock.before, device)
     if goals is not None:
         summary["goals"] = goals.provenance()
