@@ -106,9 +106,20 @@ def scan_image_folder(folder: Path) -> LabelledFiles:
     labels: list[int] = []
     for k, name in enumerate(classes):
         found = []
-        # Sorted walk as in torchvision.datasets.folder.make_dataset (files may sit in subfolders).
-        for dirpath, dirnames, filenames in sorted(os.walk(folder / name, followlinks=True)):
+        # Sorted walk as in torchvision.datasets.folder.make_dataset (files may sit in subfolders),
+        # following links but entering each real directory once: a symlink loop is not a reason
+        # to list the same images again and again.
+        seen: set[str] = set()
+        listed = []
+        for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True):
             dirnames.sort()
+            real = os.path.realpath(dirpath)
+            if real in seen:
+                dirnames[:] = []
+                continue
+            seen.add(real)
+            listed.append((dirpath, filenames))
+        for dirpath, filenames in sorted(listed):
             found.extend(Path(dirpath, f) for f in sorted(filenames) if _is_image(f))
         if not found:
             raise DataError(f"no images in class folder {folder / name}")

@@ -651,3 +651,15 @@ def test_pair_dataset():
     assert xa.shape == (2, 1, 4, 4) and s.tolist() == [False, True]
     with pytest.raises(ValueError, match="out of range"):
         arrays.PairDataset(images, np.array([[0, 3]]), [True])
+
+
+def test_scan_image_folder_enters_a_symlink_loop_once(tmp_path):
+    """A link back to a parent used to list the class's images once per level of the loop."""
+    for cls in ("a", "b"):
+        (tmp_path / cls / "sub").mkdir(parents=True)
+        Image.new("L", (4, 4)).save(tmp_path / cls / "x.png")
+        Image.new("L", (4, 4)).save(tmp_path / cls / "sub" / "y.png")
+    os.symlink(tmp_path / "a", tmp_path / "a" / "sub" / "loop")
+    found = folders.scan_image_folder(tmp_path)
+    names = [p.relative_to(tmp_path).as_posix() for p in found.paths]
+    assert names == ["a/x.png", "a/sub/y.png", "b/x.png", "b/sub/y.png"]  # torchvision order
