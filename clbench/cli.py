@@ -119,13 +119,29 @@ def _cmd_table(args: Sequence[str]) -> int:
     parser.add_argument("--format", choices=("md", "csv", "latex"), default="md")
     parser.add_argument("--per-run", action="store_true", help="one row per run instead of per seed group")
     parser.add_argument("--no-notes", action="store_true", help="leave out the footnotes (md, latex)")
+    _add_unfinished_flag(parser)
     ns = parser.parse_args(args)
     from clbench import tables
 
-    runs = tables.load_runs(ns.run_dirs)
+    runs, notes = tables.select_or_refuse(tables.load_runs(ns.run_dirs), ns.include_unfinished)
+    _print_notes(notes)
     table = tables.per_run_table(runs) if ns.per_run else tables.seed_table(runs)
     print(tables.render(table, ns.format, footnotes=not ns.no_notes).rstrip("\n"))
     return 0
+
+
+def _add_unfinished_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        help="also show interrupted or failed runs (no summary.json), as rows of their own marked [unfinished]",
+    )
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    """One line on stderr per run a table left out (stdout stays the table)."""
+    for note in notes:
+        print(f"clbench: note: {note}", file=sys.stderr)
 
 
 # ---- report / compare (issue 6) ----
@@ -140,10 +156,16 @@ def _cmd_report(args: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="default ./report")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     parser.add_argument("--title", default=None, help="page title")
+    _add_unfinished_flag(parser)
     ns = parser.parse_args(args)
     from clbench.report import write_report
 
-    out = write_report(ns.run_dirs, ns.out, overwrite=ns.overwrite, title=ns.title)
+    notes: list[str] = []
+    out = write_report(
+        ns.run_dirs, ns.out, overwrite=ns.overwrite, title=ns.title, include_unfinished=ns.include_unfinished,
+        notes=notes,
+    )  # fmt: skip
+    _print_notes(notes)
     print(f"Report in {out} (open {out / 'index.html'})")
     return 0
 

@@ -74,10 +74,22 @@ class Group:
 
 
 # ----------------------------------------------------------------------------- entry
-def write_report(run_dirs: Sequence[Path], out: Path, overwrite: bool = False, title: str | None = None) -> Path:
+def write_report(
+    run_dirs: Sequence[Path],
+    out: Path,
+    overwrite: bool = False,
+    title: str | None = None,
+    include_unfinished: bool = False,
+    notes: list[str] | None = None,
+) -> Path:
+    """Write the report folder ``out`` for the runs in ``run_dirs`` and return it. Runs are
+    chosen as for ``clbench table`` (:func:`clbench.tables.select_runs`); one line per run left out
+    is appended to ``notes`` and shown on the page. Raises ``UsageError`` / ``ResultsExistError``."""
     out = Path(out)
     _check_target(out, overwrite)  # refuse before spending time on plots
-    runs = tables.load_runs(run_dirs)
+    runs, left_out = tables.select_or_refuse(tables.load_runs(run_dirs), include_unfinished)
+    if notes is not None:
+        notes.extend(left_out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
@@ -87,7 +99,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, overwrite: bool = False, t
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
     try:
-        build(runs, staging, title or "clbench report")
+        build(runs, staging, title or "clbench report", left_out)
         _check_target(out, overwrite)  # again: someone may have written there meanwhile
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
@@ -115,8 +127,9 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise ResultsExistError(f"{out} already holds a report; choose another --out, or pass --overwrite")
 
 
-def build(runs: Sequence[Run], folder: Path, title: str) -> None:
-    """Write every file of the report into ``folder`` (which exists and is empty)."""
+def build(runs: Sequence[Run], folder: Path, title: str, left_out: Sequence[str] = ()) -> None:
+    """Write every file of the report into ``folder`` (which exists and is empty); ``left_out``:
+    one note per run not shown (listed on the page)."""
     import pandas as pd
 
     seed_table = tables.seed_table(runs)
@@ -178,7 +191,7 @@ def build(runs: Sequence[Run], folder: Path, title: str) -> None:
             )
         )
     page = render_html(
-        title, runs, groups, seed_table, per_run, figures, folder, [g for g in groups if g not in packing]
+        title, runs, groups, seed_table, per_run, figures, folder, [g for g in groups if g not in packing], left_out
     )
     (folder / "index.html").write_text(page, encoding="utf-8")
     (folder / MARKER).write_text(f"clbench {__version__}\n", encoding="utf-8")
@@ -521,6 +534,7 @@ def render_html(
     figures: Sequence[tuple[str, str, str]],
     folder: Path,
     without_capacity: Sequence[Group],
+    left_out: Sequence[str] = (),
 ) -> str:
     esc = html.escape
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -536,6 +550,9 @@ def render_html(
         _table_html(seed_table),
         f'<ol class="notes">{notes}</ol>',
     ]
+    if left_out:
+        items = "".join(f"<li>{esc(n)}</li>" for n in left_out)
+        parts.append(f'<p class="notes">Not counted:</p><ul class="notes">{items}</ul>')
     for file, heading, caption in figures:
         if file == "capacity.png" or file.startswith("matrix_"):
             continue  # placed in their own sections below
