@@ -212,6 +212,8 @@ def _cmd_run(args: Sequence[str]) -> int:
         first.config = first.resume / "config.toml"
         if not first.config.is_file():
             raise UsageError(f"cannot resume {first.resume}: no config.toml there (is it a clbench run directory?)")
+        if _finished(first.resume):
+            return 0
     file_layers = _read_config_file(first.config) if first.config else {}
     run_file = file_layers.get("run", {})
     strategy_name = first.strategy or run_file.get("strategy") or DEFAULT_STRATEGY
@@ -324,6 +326,16 @@ class _RunOptions:
         )
         cfg.check(self.seed >= 0, "run", "seed", ">= 0", self.seed)
         cfg.check(self.epochs is None or self.epochs >= 0, "run", "epochs", ">= 0", self.epochs)
+
+
+def _finished(run_dir: Path) -> bool:
+    """``--resume`` of a finished run is a no-op: say so and touch nothing (not even the lock)."""
+    from clbench.results import SUMMARY_FILE
+
+    if not (run_dir / SUMMARY_FILE).is_file():
+        return False
+    print(f"clbench: {run_dir} is finished ({SUMMARY_FILE} written): nothing to resume; no file was changed")
+    return True
 
 
 def _check_resume_options(
