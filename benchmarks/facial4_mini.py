@@ -98,6 +98,10 @@ class Facial4Mini(Benchmark):
 
     name = "facial4_mini"
     Config = Facial4MiniConfig
+    recipe_notes: ClassVar[dict[str, str]] = {
+        "small": "CPU-sized: 2 epochs on the 64×64 faces in ../shared/data; use --facial4_mini.train-limit "
+        "and --facial4_mini.eval-limit for minutes-long runs (not measured here)",
+    }
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         # CPU-sized: a couple of epochs on capped data, the original structure otherwise.
         "small": {
@@ -119,14 +123,19 @@ class Facial4Mini(Benchmark):
     }
     default_recipe = "small"
 
-    def load_tasks(self) -> list[TaskData]:
+    def check_data(self) -> None:
+        """The data root is given and holds every folder (no image is read)."""
         from clbench.datasets.errors import DataError
 
         cfg: Facial4MiniConfig = self.config  # type: ignore[assignment]
         if cfg.data_root is None:
             raise DataError(f"facial4_mini needs --data-root DIR laid out as:\n{LAYOUT.format(root='DIR')}")
-        root = Path(cfg.data_root).expanduser()
-        _check_layout(root)
+        _check_layout(Path(cfg.data_root).expanduser())
+
+    def load_tasks(self) -> list[TaskData]:
+        cfg: Facial4MiniConfig = self.config  # type: ignore[assignment]
+        self.check_data()
+        root = Path(cfg.data_root or ".").expanduser()
         gender, age = self._utkface(root)
         expression = self._expression(root)
         tasks = [self._verification(root), gender, expression, age]

@@ -87,7 +87,7 @@ class Run:
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     """Run directories named by ``paths``: a run directory itself, or a folder holding runs
     anywhere below it (so ``clbench table runs/`` works). Order kept; a run named twice is listed
-    twice (the per-run view shows what was asked for; groups count it once)."""
+    twice here and counted once by :func:`select_runs`."""
     found: list[Path] = []
     for path in map(Path, paths):
         if (path / results.METRICS_FILE).is_file() or not path.is_dir():
