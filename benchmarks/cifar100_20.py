@@ -159,7 +159,7 @@ class Cifar100_20(Benchmark):
         import numpy as np
         from torchvision.transforms import v2
 
-        from clbench.datasets.arrays import ArrayDataset, Augment, channel_stats, split_validation
+        from clbench.datasets.arrays import ArrayDataset, Augment, channel_stats, split_validation, stratified_subset
         from clbench.datasets.errors import DataError
 
         cfg: Cifar100_20Config = self.config  # type: ignore[assignment]
@@ -184,10 +184,8 @@ class Cifar100_20(Benchmark):
         for name in names:
             images, labels, classes = train[name]
             keep, valid = split_validation(labels, cfg.valid_fraction, SPLIT_SEED)
-            if cfg.train_limit is not None and len(keep) > cfg.train_limit:
-                fraction = 1 - cfg.train_limit / len(keep)
-                kept, _ = split_validation(labels[keep], fraction, SPLIT_SEED)
-                keep = keep[kept]
+            if cfg.train_limit is not None:
+                keep = keep[stratified_subset(labels[keep], cfg.train_limit, SPLIT_SEED)]
             train_images = np.asarray(images[keep])
             mean, std = channel_stats(train_images)  # per-task normalisation, as the original
             test_images, test_labels, _ = test[name]

@@ -280,13 +280,13 @@ class Facial4Mini(Benchmark):
 
     @staticmethod
     def _limit(rows: list[int], labels: Any, limit: int | None) -> list[int]:
-        """At most ``limit`` of ``rows``, class-stratified and deterministic."""
-        from clbench.datasets.arrays import split_validation
+        """At most ``limit`` of ``rows``, class-stratified and deterministic (every task kind: the
+        verification task's identities outnumber small limits, so the share per class is trimmed)."""
+        from clbench.datasets.arrays import stratified_subset
 
         if limit is None or len(rows) <= limit:
             return list(rows)
-        keep, _ = split_validation(labels, 1 - limit / len(rows), SPLIT_SEED)
-        return [rows[i] for i in keep]
+        return [rows[i] for i in stratified_subset(labels, limit, SPLIT_SEED)]
 
 
 def _flip_augment() -> Any:
