@@ -46,6 +46,7 @@ RESULT_FILES = (
     results.SUMMARY_FILE,
     results.ENVIRONMENT_FILE,
     "summary.md",
+    results.TASKS_FILE,
 )
 
 
@@ -151,6 +152,7 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     if not (spec.resume and (run_dir / results.ENVIRONMENT_FILE).is_file()):
         # environment.json describes the run's start (its command); resumes.json each later part.
         results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, environment(device))
+    results.write_tasks(run_dir, [(t.index, t.name, t.kind, t.num_classes) for t in state.tasks])
     plugins.hook.clbench_run_start(run=state)
 
     clock = _Clock(started, elapsed_before)

@@ -58,6 +58,7 @@ class Run:
     metrics: pd.DataFrame = field(repr=False)
     summary: dict[str, Any] = field(default_factory=dict, repr=False)
     full_config: dict[str, Any] = field(default_factory=dict, repr=False)  # config.toml as written
+    task_names: dict[int, str] = field(default_factory=dict, repr=False)  # tasks.csv; {} for older runs
 
     @property
     def recipe(self) -> str:
@@ -124,6 +125,7 @@ def load_run(run_dir: Path) -> Run:
         metrics=metrics,
         summary=results.load_summary(run_dir),
         full_config=config,
+        task_names=results.load_task_names(run_dir),
     )
 
 
@@ -251,6 +253,24 @@ class Table:
     values: list[str]  # the value columns, in order
     std: pd.DataFrame | None = None  # same value columns: std over the group (NaN for n = 1)
     keys: list[str] = field(default_factory=list)
+    task_names: dict[str, str] = field(default_factory=dict)  # "T3" -> "aquatic_mammals"
+
+
+def task_names(runs: Sequence[Run]) -> dict[str, str]:
+    """``T<i>`` → the task's name (from ``tasks.csv``) where every run that names task i agrees."""
+    names: dict[str, set[str]] = {}
+    for run in runs:
+        for index, name in run.task_names.items():
+            names.setdefault(f"T{index}", set()).add(name)
+    found = {column: next(iter(seen)) for column, seen in names.items() if len(seen) == 1}
+    return dict(sorted(found.items(), key=lambda item: _task_sort_key(item[0])))
+
+
+def task_note(table: Table) -> list[str]:
+    """The footnote naming the task columns (none when no run recorded names)."""
+    if not table.task_names:
+        return []
+    return ["Tasks: " + ", ".join(f"{column} = {name}" for column, name in table.task_names.items()) + "."]
 
 
 def per_run_table(runs: Sequence[Run]) -> Table:
@@ -265,7 +285,7 @@ def per_run_table(runs: Sequence[Run]) -> Table:
         for r, rec in zip(runs, records, strict=True)
     ]
     frame = pd.DataFrame(rows, columns=[*KEY_COLUMNS, "seed", *values])
-    return Table(frame=frame, values=values, keys=[*KEY_COLUMNS, "seed"])
+    return Table(frame=frame, values=values, keys=[*KEY_COLUMNS, "seed"], task_names=task_names(runs))
 
 
 def seed_table(runs: Sequence[Run]) -> Table:
@@ -292,7 +312,7 @@ def seed_table(runs: Sequence[Run]) -> Table:
     keys = [*KEY_COLUMNS, "n", "seeds"]
     frame = pd.DataFrame(mean_rows, columns=[*keys, *values])
     std = pd.DataFrame(std_rows, columns=values, dtype=float)
-    return Table(frame=frame, values=values, std=std, keys=keys)
+    return Table(frame=frame, values=values, std=std, keys=keys, task_names=task_names(runs))
 
 
 # ------------------------------------------------------------------------ rendering
@@ -333,7 +353,8 @@ def to_markdown(table: Table, footnotes: bool = True) -> str:
         formatted_rows(table, " ± "), headers=header, tablefmt="pipe", colalign=numeric, disable_numparse=True
     )
     if footnotes:
-        text += "\n\n" + "\n".join(f"{i}. {note}" for i, note in enumerate(FOOTNOTES, 1))
+        notes = [*task_note(table), *FOOTNOTES]
+        text += "\n\n" + "\n".join(f"{i}. {note}" for i, note in enumerate(notes, 1))
     return text
 
 
@@ -373,7 +394,7 @@ def to_latex(table: Table, footnotes: bool = True) -> str:
     spec = "l" * len(table.keys) + "r" * len(table.values)
     lines = []
     if footnotes:
-        lines += [f"% {latex_escape(note)}" for note in FOOTNOTES]
+        lines += [f"% {latex_escape(note)}" for note in [*task_note(table), *FOOTNOTES]]
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(map(latex_escape, header)) + r" \\"]
     lines.append(r"\midrule")
     for cells in formatted_rows(table, " ± "):

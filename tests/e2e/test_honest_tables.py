@@ -80,3 +80,8 @@ def test_resume_keeps_the_original_command_and_records_its_own(ctrl_c_then_rerun
     assert environment["argv"] == ["clbench", *ARGS]
     (resume,) = json.loads((run_dir / "resumes.json").read_text())
     assert resume["environment"]["argv"] == argv and resume["from_task"] == 3
+
+
+def test_runner_writes_the_task_names(ctrl_c_then_rerun):
+    for run in tables.load_runs([ctrl_c_then_rerun / "digits"]):
+        assert run.task_names == {1: "digits_01", 2: "digits_23", 3: "digits_45", 4: "digits_67", 5: "digits_89"}
