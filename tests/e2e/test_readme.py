@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shlex
 from pathlib import Path
@@ -43,31 +42,22 @@ def test_the_setup_block_ends_in_the_main_job():
 def readme_folder(tmp_path_factory) -> Path:
     """An empty folder in which the README's main job has run, exactly as written."""
     folder = tmp_path_factory.mktemp("readme")
-    with _inside(folder), contextlib.redirect_stdout(io.StringIO()):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()):
+        mp.chdir(folder)
         assert main(shlex.split(MAIN_JOB)[1:]) == 0
     return folder
 
 
-@contextlib.contextmanager
-def _inside(folder: Path):
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
-def test_every_readme_command_runs_as_written(readme_folder, capsys):
+def test_every_readme_command_runs_as_written(readme_folder, capsys, monkeypatch):
     commands = clbench_commands()
     assert "clbench table runs/digits" in commands and any(c.startswith("clbench compare") for c in commands)
-    with _inside(readme_folder):
-        for command in commands:
-            code = main(shlex.split(command)[1:])
-            out, err = capsys.readouterr()
-            assert code == 0, f"`{command}` exited {code}:\n{err}\n{out[-2000:]}"
-            if command.startswith("clbench compare"):
-                assert "-> ok" in out and "FAIL" not in out.replace("0 FAIL", "")
+    monkeypatch.chdir(readme_folder)
+    for command in commands:
+        code = main(shlex.split(command)[1:])
+        out, err = capsys.readouterr()
+        assert code == 0, f"`{command}` exited {code}:\n{err}\n{out[-2000:]}"
+        if command.startswith("clbench compare"):
+            assert "-> ok" in out and "FAIL" not in out.replace("0 FAIL", "")
 
 
 def test_readme_states_measured_times_not_placeholders():

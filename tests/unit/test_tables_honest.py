@@ -3,42 +3,18 @@ labels that name every difference whatever else is in the table; compare checks 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from test_compare import make_run as compare_make_run
 
-from clbench import results, tables
+from clbench import tables
 from clbench.cli import main
 
 
-def make_run(
-    path: Path,
-    final: list[float],
-    *,
-    strategy: str = "packnet",
-    benchmark: str = "digits",
-    recipe: str = "tiny",
-    seed: int = 0,
-    section: str = "",
-    finished: bool = True,
-) -> Path:
-    """A run directory as the runner writes it (no forgetting; ``final`` = last row), with
-    ``section`` appended to its config.toml (e.g. a ``[cifar100_20]`` table)."""
-    path.mkdir(parents=True)
-    key = results.RunKey(f"{benchmark}-{strategy}-{path.name}", strategy, benchmark, seed)
-    writer = results.MetricsWriter(path / results.METRICS_FILE, key)
-    for t in range(1, len(final) + 1):
-        for i in range(1, t + 1):
-            writer.add(t, i, "accuracy", final[i - 1])
-    writer.flush()
-    (path / results.CONFIG_FILE).write_text(
-        f'[run]\nstrategy = "{strategy}"\nbenchmark = "{benchmark}"\nrecipe = "{recipe}"\nseed = {seed}\n'
-        f'device = "auto"\n\n{section}'
-    )
-    if finished:
-        (path / results.SUMMARY_FILE).write_text(json.dumps({"wall_seconds": 1.0}))
-    return path
+def make_run(path: Path, final: list[float], **kw) -> Path:
+    """test_compare's run maker without a strategy section: the config holds run.* and ``section``."""
+    return compare_make_run(path, final, lr=None, **kw)
 
 
 def test_unfinished_run_and_repeated_seed_are_not_samples(tmp_path, capsys):
