@@ -264,8 +264,6 @@ def _cmd_run(args: Sequence[str]) -> int:
         first.config = first.resume / "config.toml"
         if not first.config.is_file():
             raise UsageError(f"cannot resume {first.resume}: no config.toml there (is it a clbench run directory?)")
-        if _finished(first.resume):
-            return 0
     file_layers = _read_config_file(first.config) if first.config else {}
     run_file = file_layers.get("run", {})
     strategy_name = first.strategy or run_file.get("strategy") or DEFAULT_STRATEGY
@@ -323,6 +321,8 @@ def _cmd_run(args: Sequence[str]) -> int:
 
     if first.resume is not None:
         _check_resume_options(first.resume, run_file, run_opts, strategy_name, benchmark_name)
+        if _finished(first.resume):  # after the identity checks, before anything is written
+            return 0
 
     from clbench.runner import RunSpec, resolved_toml
 
