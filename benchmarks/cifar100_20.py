@@ -102,6 +102,13 @@ class Cifar100_20(Benchmark):
     name = "cifar100_20"
     Config = Cifar100_20Config
     default_recipe = "paper"
+    recipe_notes: ClassVar[dict[str, str]] = {
+        "paper": "the CPG paper's schedule (ALGORITHMS.md), 20 tasks of 2,500 images; GPU, hours "
+        "(not measured by clbench)",
+        "small": "CPU smoke run: 1 epoch, short pruning; cost scales with --cifar100_20.num-tasks and "
+        "--cifar100_20.train-limit (not measured)",
+        "fast": "GPU: the device engine, bf16, channels_last and halved schedules (docs/speed.md)",
+    }
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "paper": {},
         "small": {
@@ -128,11 +135,32 @@ class Cifar100_20(Benchmark):
         },
     }
 
+    def check_data(self) -> None:
+        """Refuse a missing ``--data-root`` (or one that does not exist) before any heavy import."""
+        from clbench.datasets.errors import DataError
+
+        cfg: Cifar100_20Config = self.config  # type: ignore[assignment]
+        if cfg.download:
+            return
+        if cfg.data_root is None:
+            raise DataError(
+                "cifar100_20 needs --data-root DIR: a cifar2png super-class tree (DIR/train/<superclass>/<class>/"
+                "*.png and DIR/test/...) or the folder holding torchvision's cifar-100-python/"
+            )
+        root = Path(cfg.data_root).expanduser()
+        tree = (root / "train").is_dir() and (root / "test").is_dir()
+        if not tree and not (root / "cifar-100-python").is_dir():
+            raise DataError(
+                f"no CIFAR-100 data under {root} (--data-root): expected {root}/train/<superclass>/<class>/*.png "
+                f"and {root}/test/... (cifar2png), or {root}/cifar-100-python/ (torchvision; --cifar100_20.download "
+                "fetches it)"
+            )
+
     def load_tasks(self) -> list[TaskData]:
         import numpy as np
         from torchvision.transforms import v2
 
-        from clbench.datasets.arrays import ArrayDataset, Augment, channel_stats, split_validation
+        from clbench.datasets.arrays import ArrayDataset, Augment, channel_stats, split_validation, stratified_subset
         from clbench.datasets.errors import DataError
 
         cfg: Cifar100_20Config = self.config  # type: ignore[assignment]
@@ -157,10 +185,8 @@ class Cifar100_20(Benchmark):
         for name in names:
             images, labels, classes = train[name]
             keep, valid = split_validation(labels, cfg.valid_fraction, SPLIT_SEED)
-            if cfg.train_limit is not None and len(keep) > cfg.train_limit:
-                fraction = 1 - cfg.train_limit / len(keep)
-                kept, _ = split_validation(labels[keep], fraction, SPLIT_SEED)
-                keep = keep[kept]
+            if cfg.train_limit is not None:
+                keep = keep[stratified_subset(labels[keep], cfg.train_limit, SPLIT_SEED)]
             train_images = np.asarray(images[keep])
             mean, std = channel_stats(train_images)  # per-task normalisation, as the original
             test_images, test_labels, _ = test[name]

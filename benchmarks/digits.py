@@ -49,6 +49,12 @@ class Digits(Benchmark):
         "min_train_accuracy": 0.9,
         "allow_acc_loss": 0.02,
     }
+    recipe_notes: ClassVar[dict[str, str]] = {
+        "default": "the main job: every strategy's structure with short schedules; finetune about 15 s of "
+        "training + 10-16 s start-up on 2 shared CPU cores (measured, README)",
+        "tiny": "smoke runs and the committed reference table (1 epoch, 2 prune stages); finetune about 8 s "
+        "of training + start-up on 2 shared CPU cores (measured)",
+    }
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "default": {
             "*": {"epochs": 4, "lr": 0.05, "batch_size": 32, "lr_milestones": (3,)},

@@ -225,6 +225,11 @@ class Facial4(Benchmark):
     default_recipe = "paper"
 
     _paper_stages = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # FvGeEmAg*_CPG_face.sh: 0→0.1 … 0.9→0.95
+    recipe_notes: ClassVar[dict[str, str]] = {
+        "paper": "FvGeEmAg*_CPG_face.sh (ALGORITHMS.md §1.9): up to 100 epochs per task on the full face "
+        "data at 112×112; GPU, many hours (not measured by clbench)",
+        "small": "a short schedule on the same data to check a setup; still GPU-sized (not measured)",
+    }
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         # FvGeEmAg*_CPG_face.sh (ALGORITHMS.md §1.9), one value per field:
         # - lr is 1e-3 for verification and 5e-4 for the others; batch 256 and 128: the others';

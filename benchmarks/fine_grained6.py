@@ -177,6 +177,11 @@ class FineGrained6(Benchmark):
     default_recipe = "paper"
 
     _paper_stages = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # CPG_imagenet.sh: 0→0.1 … 0.9→0.95
+    recipe_notes: ClassVar[dict[str, str]] = {
+        "paper": "CPG_imagenet.sh (ALGORITHMS.md §1.9): ResNet-50 from ImageNet, up to 300 epochs per task; "
+        "GPU, days (not measured by clbench)",
+        "small": "a short schedule on the same data to check a setup; GPU-sized (not measured)",
+    }
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         # CPG_imagenet.sh (ALGORITHMS.md §1.9), as far as one value per field allows:
         # - lr is per task upstream (Cars 1e-2, the others 1e-3): 1e-3 here;

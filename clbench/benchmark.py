@@ -94,6 +94,8 @@ class Benchmark:
     Config: ClassVar[type[BenchmarkConfig]] = BenchmarkConfig
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {"default": {}}
     default_recipe: ClassVar[str] = "default"
+    # recipe name -> one line: its purpose and its cost (``clbench list recipes``).
+    recipe_notes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: BenchmarkConfig) -> None:
         self.config = config
@@ -113,6 +115,15 @@ class Benchmark:
         entries = cls.recipes[recipe]
         common = {k: v for k, v in entries.get("*", {}).items() if k in fields}
         return [common, dict(entries.get(strategy, {}))]
+
+    def check_data(self) -> None:
+        """Cheap check (no torch, no reading of images) that the data is where the config says,
+        run before any heavy import; raises :class:`clbench.datasets.errors.DataError` naming the
+        flag, the folder looked in and the layout expected. The default calls ``check_layout()``
+        when the benchmark has one, else checks nothing."""
+        check_layout = getattr(self, "check_layout", None)
+        if callable(check_layout):
+            check_layout()
 
     def load_tasks(self) -> list[TaskData]:
         """Load (or build) every task's data, in task order."""

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import logging
+import re
 import sys
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from clbench import __version__
 from clbench import config as cfg
 from clbench.errors import ClbenchError, RunInterrupted, UsageError
+from clbench.experiment import recipe_layers
 
 DEFAULT_STRATEGY = "finetune"
 DEFAULT_BENCHMARK = "digits"
@@ -41,10 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _cmd_report,
         "compare": _cmd_compare,
     }
-    if command not in handlers:
-        parser.parse_args(argv)  # prints help/version or the "invalid choice" error
-        return 0
     try:
+        if command not in handlers:
+            parser.parse_args(argv)  # prints help/version or the "invalid choice" error
+            return 0
         return handlers[command](rest)
     except RunInterrupted as exc:
         print(f"clbench: {exc}", file=sys.stderr)
@@ -70,8 +73,38 @@ def _print_error(exc: ClbenchError, verbose: bool) -> None:
         print(details, file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (a ``UsageError``: exit 2) naming the closest valid
+    option or choice (difflib) instead of printing the whole usage."""
+
+    args: Sequence[str] = ()
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self.args = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(self.args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}{_closest(self, message)} (see {self.prog} --help)")
+
+
+def _closest(parser: _Parser, message: str) -> str:
+    """``; did you mean --x?`` for an unrecognized flag or an invalid choice, else ''. A mistyped
+    flag is looked for in the arguments too: it may hide behind another error ("required")."""
+    options = [o for action in parser._actions for o in action.option_strings]
+    typed = [a.split("=")[0] for a in parser.args if a.startswith("--")]
+    unknown = [a for a in typed if a not in options and not any(o.startswith(a) for o in options)]
+    if unknown:
+        word, candidates = unknown[0], options
+    elif invalid := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+        word, candidates = invalid.group(1), re.findall(r"'([^']*)'", invalid.group(2))
+    else:
+        return ""
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
 def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clbench",
         description="Benchmark suite for task-incremental, parameter-isolation continual learning.",
         epilog="Run `clbench run --help` (with --strategy/--benchmark) to see their options.",
@@ -88,18 +121,20 @@ def _top_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------ list
 def _cmd_list(args: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="clbench list", description="List what the installed plugins provide.")
-    parser.add_argument("what", nargs="?", choices=("strategies", "benchmarks", "plugins"), default=None)
+    parser = _Parser(prog="clbench list", description="List what the installed plugins provide.")
+    parser.add_argument("what", nargs="?", choices=("strategies", "benchmarks", "recipes", "plugins"), default=None)
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE", help="also load this plugin file")
     ns = parser.parse_args(args)
     from clbench.manager import load_plugins
 
     plugins = load_plugins(files=ns.plugin)
-    sections = [ns.what] if ns.what else ["strategies", "benchmarks", "plugins"]
+    sections = [ns.what] if ns.what else ["strategies", "benchmarks", "recipes", "plugins"]
     for i, section in enumerate(sections):
         if len(sections) > 1:
             print(("\n" if i else "") + f"{section}:")
-        if section == "plugins":
+        if section == "recipes":
+            print(_columns(("benchmark", "recipe (* default)", "purpose and cost"), _recipe_rows(plugins)))
+        elif section == "plugins":
             rows = [(p.name, p.version, ", ".join(p.hooks), p.provider) for p in plugins.info()]
             print(_columns(("name", "version", "hooks", "provider"), rows))
         else:
@@ -107,6 +142,17 @@ def _cmd_list(args: Sequence[str]) -> int:
             rows = [(e.name, e.description, e.provider) for e in registry]
             print(_columns(("name", "description", "provider"), rows))
     return 0
+
+
+def _recipe_rows(plugins: Any) -> list[tuple[str, str, str]]:
+    """One row per recipe of every benchmark: its purpose and cost; the default marked."""
+    rows = []
+    for entry in plugins.benchmarks:
+        bench = entry.obj
+        for name in bench.recipes:
+            mark = " *" if name == bench.default_recipe else ""
+            rows.append((entry.name, name + mark, bench.recipe_notes.get(name, "(no description)")))
+    return rows
 
 
 def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -117,7 +163,7 @@ def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # ----------------------------------------------------------------------------- table
 def _cmd_table(args: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clbench table",
         description="Compare finished runs: final per-task accuracy, their mean, forgetting, BWT, model size "
         "and wall time; runs that differ only in the seed are one row (mean ± std over seeds).",
@@ -128,18 +174,34 @@ def _cmd_table(args: Sequence[str]) -> int:
     parser.add_argument("--format", choices=("md", "csv", "latex"), default="md")
     parser.add_argument("--per-run", action="store_true", help="one row per run instead of per seed group")
     parser.add_argument("--no-notes", action="store_true", help="leave out the footnotes (md, latex)")
+    _add_unfinished_flag(parser)
     ns = parser.parse_args(args)
     from clbench import tables
 
-    runs = tables.load_runs(ns.run_dirs)
+    runs, notes = tables.select_or_refuse(tables.load_runs(ns.run_dirs), ns.include_unfinished)
+    _print_notes(notes)
     table = tables.per_run_table(runs) if ns.per_run else tables.seed_table(runs)
     print(tables.render(table, ns.format, footnotes=not ns.no_notes).rstrip("\n"))
     return 0
 
 
+def _add_unfinished_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        help="also show interrupted or failed runs (no summary.json), as rows of their own marked [unfinished]",
+    )
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    """One line on stderr per run a table left out (stdout stays the table)."""
+    for note in notes:
+        print(f"clbench: note: {note}", file=sys.stderr)
+
+
 # ---- report / compare (issue 6) ----
 def _cmd_report(args: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clbench report",
         description="Write a report folder: tables (md, csv, tex), PNG plots and one self-contained HTML page.",
     )
@@ -149,16 +211,22 @@ def _cmd_report(args: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="default ./report")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     parser.add_argument("--title", default=None, help="page title")
+    _add_unfinished_flag(parser)
     ns = parser.parse_args(args)
     from clbench.report import write_report
 
-    out = write_report(ns.run_dirs, ns.out, overwrite=ns.overwrite, title=ns.title)
+    notes: list[str] = []
+    out = write_report(
+        ns.run_dirs, ns.out, overwrite=ns.overwrite, title=ns.title, include_unfinished=ns.include_unfinished,
+        notes=notes,
+    )  # fmt: skip
+    _print_notes(notes)
     print(f"Report in {out} (open {out / 'index.html'})")
     return 0
 
 
 def _cmd_compare(args: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clbench compare",
         description="Check runs against a reference table (one-sided: a row fails only when the measured value "
         "is worse than reference − tol). Exit 0: all pass; 1: a regression or a missing run; 2: bad input.",
@@ -182,12 +250,13 @@ def _cmd_compare(args: Sequence[str]) -> int:
 
 # ------------------------------------------------------------------------------- run
 def _phase_one_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = _Parser(add_help=False)
     parser.add_argument("--strategy")
     parser.add_argument("--benchmark")
     parser.add_argument("-c", "--config", type=Path)
     parser.add_argument("--resume", type=Path)
     parser.add_argument("--plugin", action="append", default=[])
+    parser.add_argument("--recipe")  # for --help: the values the chosen recipe runs with
     return parser
 
 
@@ -216,14 +285,23 @@ def _cmd_run(args: Sequence[str]) -> int:
             f"expected [run], [{strategy_name}] or [{benchmark_name}]"
         )
 
+    recipe_named = first.recipe or run_file.get("recipe") or benchmark_cls.default_recipe
     parser = _run_parser(strategy_name, strategy_cls.Config, benchmark_name, benchmark_cls.Config)
+    _show_values_in_help(parser, strategy_name, strategy_cls, benchmark_cls, recipe_named, file_layers)
     ns = parser.parse_args(args)
     run_opts = cfg.resolve(_RunOptions, "run", [run_file, _explicit(ns, "run__")])
     _setup_logging(run_opts.quiet)
 
+    recipes = benchmark_cls.recipes
     recipe = run_opts.recipe or benchmark_cls.default_recipe
+    if recipe not in recipes:
+        close = difflib.get_close_matches(recipe, list(recipes), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UsageError(
+            f"benchmark {benchmark_name!r} has no recipe {recipe!r}; available: {', '.join(recipes)}{hint} "
+            "(clbench list recipes)"
+        )
     strategy_fields = cfg.fields_of(strategy_cls.Config)
-    recipe_layers = benchmark_cls.recipe_layers(recipe, strategy_name, list(strategy_fields))
     flags = _explicit(ns, "s__")
     if run_opts.epochs is not None:
         if "epochs" not in strategy_fields:
@@ -232,7 +310,11 @@ def _cmd_run(args: Sequence[str]) -> int:
     strategy_config = cfg.resolve(
         strategy_cls.Config,
         strategy_name,
-        [*recipe_layers, file_layers.get(strategy_name, {}), flags],
+        [
+            *recipe_layers(benchmark_cls, strategy_name, strategy_cls.Config, recipe),
+            file_layers.get(strategy_name, {}),
+            flags,
+        ],  # fmt: skip
     )
     bench_flags = _explicit(ns, "b__")
     if run_opts.data_root is not None:
@@ -243,6 +325,8 @@ def _cmd_run(args: Sequence[str]) -> int:
 
     if first.resume is not None:
         _check_resume_options(first.resume, run_file, run_opts, strategy_name, benchmark_name)
+        if _finished(first.resume):  # after the identity checks, before anything is written
+            return 0
 
     from clbench.runner import RunSpec, resolved_toml
 
@@ -264,6 +348,7 @@ def _cmd_run(args: Sequence[str]) -> int:
     if ns.print_config:
         print(resolved_toml(spec), end="")
         return 0
+    benchmark_cls(benchmark_config).check_data()  # one line, before torch and the data are loaded
 
     from clbench import results
     from clbench.runner import run
@@ -310,6 +395,16 @@ class _RunOptions:
         cfg.check(self.epochs is None or self.epochs >= 0, "run", "epochs", ">= 0", self.epochs)
 
 
+def _finished(run_dir: Path) -> bool:
+    """``--resume`` of a finished run is a no-op: say so and touch nothing (not even the lock)."""
+    from clbench.results import SUMMARY_FILE
+
+    if not (run_dir / SUMMARY_FILE).is_file():
+        return False
+    print(f"clbench: {run_dir} is finished ({SUMMARY_FILE} written): nothing to resume; no file was changed")
+    return True
+
+
 def _check_resume_options(
     run_dir: Path, saved: dict[str, Any], opts: _RunOptions, strategy: str, benchmark: str
 ) -> None:
@@ -326,7 +421,7 @@ def _check_resume_options(
 def _run_parser(
     strategy: str, strategy_config: type, benchmark: str, benchmark_config: type
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clbench run",
         description=f"Run a strategy on a benchmark (showing options of {strategy!r} on {benchmark!r}).",
     )
@@ -416,6 +511,42 @@ def _add_config_flags(parser: argparse.ArgumentParser, section: str, config: typ
             metavar=cfg.type_name(types_[name]).upper(),
             help=f"default {default!r}",
         )
+
+
+def _show_values_in_help(
+    parser: argparse.ArgumentParser,
+    strategy: str,
+    strategy_cls: type,
+    benchmark_cls: type,
+    recipe: str,
+    file_layers: dict[str, dict[str, Any]],
+) -> None:
+    """Make ``run --help`` say the value each strategy option will run with and where it comes
+    from (the Config default, the benchmark's recipe, the config file)."""
+    if recipe not in benchmark_cls.recipes:
+        return  # the run itself reports the unknown recipe
+    config = strategy_cls.Config
+    sources: dict[str, tuple[Any, str]] = {}
+    for name, field in cfg.fields_of(config).items():
+        if field.default is not dataclasses.MISSING:
+            sources[name] = (field.default, "default")
+    layers = recipe_layers(benchmark_cls, strategy, config, recipe)
+    for layer, origin in ((layers[0], f"recipe {recipe}"), (layers[1], f"recipe {recipe}"),
+                          (file_layers.get(strategy, {}), "config file")):  # fmt: skip
+        for key, value in layer.items():
+            sources[key.replace("-", "_")] = (value, origin)
+    by_dest = {action.dest: action for action in parser._actions}
+    for name, (value, origin) in sources.items():
+        action = by_dest.get(f"s__{name}")
+        if action is not None:
+            action.help = f"runs with {value!r} ({origin})"
+    epochs = by_dest.get("run__epochs")
+    if epochs is not None and "epochs" in sources:
+        epochs.help = f"shortcut for --{strategy}.epochs (runs with {sources['epochs'][0]!r}: {sources['epochs'][1]})"
+    parser.description = (parser.description or "") + (
+        f" Values shown are those that run with recipe {recipe!r} of {benchmark_cls.name!r} "
+        "(choose another with --recipe; `clbench list recipes` lists them); a flag overrides them."
+    )
 
 
 def _explicit(ns: argparse.Namespace, prefix: str) -> dict[str, Any]:

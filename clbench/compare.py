@@ -19,6 +19,14 @@ with ``#`` are comments (provenance). Values are fractions, as in ``metrics.csv`
 
 Runs match rows by strategy and benchmark; several runs of one configuration (seeds) are
 averaged; runs of different configurations for the same row are refused as ambiguous.
+
+**Comparability.** A reference measured one setup, declared in a comment line
+``# comparable: recipe=tiny; tasks=5; limits=none`` (``recipe=any`` for published rows, whose
+training recipe is the paper's; ``limits=train_limit:100,eval_limit:50`` for limited data).
+``clbench compare`` refuses a run whose benchmark, recipe, task count or data limits
+(its benchmark's ``*_limit`` fields) differ, in one line naming the fields
+(:func:`check_comparable`). Without that line, the task count is the largest task a row names
+and recipe and limits are not checked.
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ PUBLISHED = "published"
 EPS = 1e-9
 
 PASS, BETTER, FAIL, MISSING, CONTEXT = "pass", "better", "FAIL", "missing", "published"
+SETUP_PREFIX = "comparable:"
+ANY = "any"
 
 
 @dataclass(frozen=True)
@@ -119,12 +129,15 @@ def reference_path(spec: str | Path) -> Path | Traversable:
 
 
 def read_reference(spec: str | Path) -> list[ReferenceRow]:
+    return parse_reference(_reference_text(spec), str(spec))
+
+
+def _reference_text(spec: str | Path) -> str:
     source = reference_path(spec)
     try:
-        text = source.read_text(encoding="utf-8")
+        return source.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read reference table {spec}: {exc.strerror or exc}") from None
-    return parse_reference(text, str(spec))
 
 
 def parse_reference(text: str, where: str = "reference") -> list[ReferenceRow]:
@@ -154,6 +167,86 @@ def parse_reference(text: str, where: str = "reference") -> list[ReferenceRow]:
             ReferenceRow(raw["strategy"].strip(), raw["benchmark"].strip(), task, metric, value, tol, raw["source"])
         )
     return rows
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a reference measured; None = not declared (not checked)."""
+
+    recipe: str | None = None
+    tasks: int | None = None
+    limits: dict[str, int] | None = None  # benchmark ``*_limit`` fields set; {} = full data
+
+
+def parse_setup(text: str, rows: Sequence[ReferenceRow], where: str = "reference") -> Setup:
+    """The ``# comparable: recipe=…; tasks=…; limits=…`` line of a reference, or what its rows
+    imply (task count only). Raises ``UsageError`` on a malformed line."""
+    for line in text.splitlines():
+        body = line.lstrip().removeprefix("#").strip()
+        if line.lstrip().startswith("#") and body.startswith(SETUP_PREFIX):
+            return _setup_fields(body.removeprefix(SETUP_PREFIX), where)
+    numbered = [int(r.task) for r in rows if r.task.isdigit()]
+    return Setup(tasks=max(numbered) if numbered else None)
+
+
+def _setup_fields(body: str, where: str) -> Setup:
+    fields: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in body.split(";"))):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in ("recipe", "tasks", "limits"):
+            raise UsageError(f"{where}: '# {SETUP_PREFIX}' takes recipe=NAME|any; tasks=N; limits=none|FIELD:N,…, "
+                             f"not {part!r}")  # fmt: skip
+        fields[name.strip()] = value.strip()
+    try:
+        tasks = None if fields.get("tasks", ANY) == ANY else int(fields["tasks"])
+        limits = None
+        if fields.get("limits", ANY) != ANY:
+            pairs = [] if fields["limits"] == "none" else [p.split(":") for p in fields["limits"].split(",")]
+            limits = {name.strip(): int(value) for name, value in pairs}
+    except ValueError:
+        raise UsageError(f"{where}: '# {SETUP_PREFIX}' has a malformed tasks or limits value") from None
+    recipe = fields.get("recipe", ANY)
+    return Setup(recipe=None if recipe == ANY else recipe, tasks=tasks, limits=limits)
+
+
+def run_setup(run: Run) -> Setup:
+    """The same three facts of a finished run: recipe, tasks learned, data limits set."""
+    bench = run.config.get(run.benchmark, {})
+    limits = {k: v for k, v in bench.items() if k.endswith("_limit") and v is not None}
+    return Setup(recipe=run.recipe, tasks=run.tasks_done, limits=limits)
+
+
+def check_comparable(runs: Sequence[Run], rows: Sequence[ReferenceRow], setup: Setup, where: str) -> None:
+    """Refuse (``UsageError``, one line naming the fields) runs that did not measure what the
+    reference measured: another benchmark, recipe, task count or data limits."""
+    benchmarks = sorted({r.benchmark for r in rows})
+    problems: dict[str, list[str]] = {}
+    for run in runs:
+        found = []
+        if run.benchmark not in benchmarks:
+            found.append(f"benchmark {run.benchmark} (reference: {', '.join(benchmarks) or 'none'})")
+        else:
+            mine = run_setup(run)
+            if setup.recipe is not None and mine.recipe != setup.recipe:
+                found.append(f"recipe {mine.recipe} (reference: {setup.recipe})")
+            if setup.tasks is not None and mine.tasks != setup.tasks:
+                found.append(f"tasks {mine.tasks} (reference: {setup.tasks})")
+            if setup.limits is not None and mine.limits != setup.limits:
+                found.append(f"data limits {_limits(mine.limits)} (reference: {_limits(setup.limits)})")
+        if found:
+            problems.setdefault("; ".join(found), []).append(str(run.path))
+    if problems:
+        what, paths = next(iter(problems.items()))
+        more = sum(len(p) for p in problems.values()) - 1
+        others = f" and {more} more run(s)" if more else ""
+        raise UsageError(
+            f"not comparable with reference {where}: {paths[0]}{others}: {what}; "
+            "rerun with the settings in the reference's header"
+        )
+
+
+def _limits(limits: dict[str, int] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((limits or {}).items())) or "none"
 
 
 # ------------------------------------------------------------------------- measuring
@@ -283,12 +376,17 @@ def summary_line(comparison: Comparison) -> str:
 
 def compare_main(run_dirs: Sequence[Path], reference: str, allow_missing: bool = False, fmt: str = "md") -> int:
     """The ``clbench compare`` command: print the diff table; 0 all pass, 1 regression/missing."""
-    rows = read_reference(reference)
+    text = _reference_text(reference)
+    rows = parse_reference(text, str(reference))
     runs = tables.load_runs(run_dirs) if run_dirs else []
-    unfinished = [str(r.path) for r in runs if not (r.path / results.SUMMARY_FILE).is_file()]
+    unfinished = [str(r.path) for r in runs if not r.finished]
     if unfinished:
         # A run that stopped early would be compared on the tasks it reached: refuse instead.
         raise UsageError(f"unfinished run(s) (no {results.SUMMARY_FILE}): {', '.join(unfinished)}")
+    runs, notes = tables.select_runs(runs)  # a repeated seed is one sample
+    for note in notes:
+        print(f"clbench: note: {note}", file=sys.stderr)
+    check_comparable(runs, rows, parse_setup(text, rows, str(reference)), str(reference))
     comparison = compare(runs, rows, allow_missing=allow_missing)
     print(render(comparison, fmt))
     if fmt == "csv":  # keep stdout pure CSV; the verdict goes to stderr

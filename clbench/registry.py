@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -42,7 +43,9 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             available = ", ".join(sorted(self._entries)) or "(none)"
-            raise RegistryError(f"unknown {self.kind} {name!r}; available: {available}") from None
+            close = difflib.get_close_matches(name, list(self._entries), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise RegistryError(f"unknown {self.kind} {name!r}; available: {available}{hint}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 MARKER = ".clbench-report"  # marks a folder this module wrote, the only kind it may replace
 CAPACITY_METRICS = ("owned_fraction", "free_fraction", "picked_fraction", "sparsity", "width_mult", "parameters")
 DPI = 120
+ACCURACY_RANGE = (0.0, 100.0)  # every accuracy axis and colour scale, so plots compare at a glance
 
 
 @dataclass
@@ -74,10 +75,22 @@ class Group:
 
 
 # ----------------------------------------------------------------------------- entry
-def write_report(run_dirs: Sequence[Path], out: Path, overwrite: bool = False, title: str | None = None) -> Path:
+def write_report(
+    run_dirs: Sequence[Path],
+    out: Path,
+    overwrite: bool = False,
+    title: str | None = None,
+    include_unfinished: bool = False,
+    notes: list[str] | None = None,
+) -> Path:
+    """Write the report folder ``out`` for the runs in ``run_dirs`` and return it. Runs are
+    chosen as for ``clbench table`` (:func:`clbench.tables.select_runs`); one line per run left out
+    is appended to ``notes`` and shown on the page. Raises ``UsageError`` / ``ResultsExistError``."""
     out = Path(out)
     _check_target(out, overwrite)  # refuse before spending time on plots
-    runs = tables.load_runs(run_dirs)
+    runs, left_out = tables.select_or_refuse(tables.load_runs(run_dirs), include_unfinished)
+    if notes is not None:
+        notes.extend(left_out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
@@ -87,7 +100,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, overwrite: bool = False, t
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
     try:
-        build(runs, staging, title or "clbench report")
+        build(runs, staging, title or "clbench report", left_out)
         _check_target(out, overwrite)  # again: someone may have written there meanwhile
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
@@ -115,8 +128,9 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise ResultsExistError(f"{out} already holds a report; choose another --out, or pass --overwrite")
 
 
-def build(runs: Sequence[Run], folder: Path, title: str) -> None:
-    """Write every file of the report into ``folder`` (which exists and is empty)."""
+def build(runs: Sequence[Run], folder: Path, title: str, left_out: Sequence[str] = ()) -> None:
+    """Write every file of the report into ``folder`` (which exists and is empty); ``left_out``:
+    one note per run not shown (listed on the page)."""
     import pandas as pd
 
     seed_table = tables.seed_table(runs)
@@ -178,7 +192,7 @@ def build(runs: Sequence[Run], folder: Path, title: str) -> None:
             )
         )
     page = render_html(
-        title, runs, groups, seed_table, per_run, figures, folder, [g for g in groups if g not in packing]
+        title, runs, groups, seed_table, per_run, figures, folder, [g for g in groups if g not in packing], left_out
     )
     (folder / "index.html").write_text(page, encoding="utf-8")
     (folder / MARKER).write_text(f"clbench {__version__}\n", encoding="utf-8")
@@ -188,17 +202,19 @@ def make_groups(runs: Sequence[Run]) -> list[Group]:
     from matplotlib import colormaps
 
     labels = tables.group_labels(runs)
-    groups = tables.group_runs(runs)
-    # Distinct colours for every group: tab10 while it lasts, then tab20, then an evenly cut hue wheel.
-    if len(groups) <= 10:
+    groups = [Group(key, labels[key], members) for key, members in tables.group_runs(runs).items()]
+    # One colour per experiment name (strategy · label), the same on every benchmark, so a legend
+    # lists each name once: tab10 while it lasts, then tab20, then an evenly cut hue wheel.
+    names = list(dict.fromkeys(g.name for g in groups))
+    if len(names) <= 10:
         palette = list(colormaps["tab10"].colors)
-    elif len(groups) <= 20:
+    elif len(names) <= 20:
         palette = list(colormaps["tab20"].colors)
     else:
-        palette = [colormaps["hsv"](i / len(groups)) for i in range(len(groups))]
-    return [
-        Group(key, labels[key], members, palette[i % len(palette)]) for i, (key, members) in enumerate(groups.items())
-    ]
+        palette = [colormaps["hsv"](i / len(names)) for i in range(len(names))]
+    for group in groups:
+        group.color = palette[names.index(group.name) % len(palette)]
+    return groups
 
 
 # ------------------------------------------------------------------------ the maths
@@ -250,6 +266,21 @@ def capacity_table(group: Group) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------- plotting
+def task_label(index: int, names: dict[str, str]) -> str:
+    """``3 aquatic_mammals`` where the run recorded the name (tasks.csv), else ``3``."""
+    name = names.get(f"T{index}")
+    return f"{index} {name}" if name else str(index)
+
+
+def dedup_legend(axes: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """Handles and labels of all ``axes``, each label once (its first handle)."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
+
+
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
@@ -274,9 +305,8 @@ def plot_matrix(group: Group) -> Figure:
     side = min(12.0, max(4.5, 1.6 + 0.5 * max(n_rows, n_cols)))
     fig = _figure(side + 1.2, side)
     ax = fig.add_subplot()
-    finite = values[np.isfinite(values)]
-    low = min(50.0, math.floor(finite.min() / 10) * 10) if finite.size else 0.0
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=low, vmax=100.0, aspect="equal")
+    low = ACCURACY_RANGE[0]  # one colour scale for every matrix of every report
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=low, vmax=ACCURACY_RANGE[1], aspect="equal")
     fontsize = max(5.0, 10.0 - 0.25 * max(n_rows, n_cols))
     for r in range(n_rows):
         for c in range(n_cols):
@@ -286,8 +316,9 @@ def plot_matrix(group: Group) -> Figure:
                 ax.text(
                     c, r, f"{v:.1f}", ha="center", va="center", fontsize=fontsize, color="white" if dark else "black"
                 )
-    ax.set_xticks(range(n_cols), [str(int(t)) for t in matrix.columns])
-    ax.set_yticks(range(n_rows), [str(int(t)) for t in matrix.index])
+    names = tables.task_names(group.runs)
+    ax.set_xticks(range(n_cols), [task_label(int(t), names) for t in matrix.columns], rotation=45, ha="right")
+    ax.set_yticks(range(n_rows), [task_label(int(t), names) for t in matrix.index])
     ax.set_xlabel("task evaluated")
     ax.set_ylabel("after learning task")
     ax.set_title(f"{group.name}\n{group.benchmark}, n = {len(group.runs)}", fontsize=10)
@@ -310,12 +341,10 @@ def plot_task_accuracy(groups: Sequence[Group]) -> Figure:
         x = np.arange(len(columns), dtype=float)
         x[-1] += 0.5  # set the mean apart from the tasks
         width = 0.8 / len(members)
-        lowest = 100.0
         for i, group in enumerate(members):
             mean, std = stats[id(group)]
             heights = mean.reindex(columns).to_numpy(dtype=float)
             errors = std.reindex(columns).to_numpy(dtype=float)
-            lowest = min(lowest, np.nanmin(heights))
             ax.bar(
                 x - 0.4 + width * (i + 0.5),
                 heights,
@@ -328,8 +357,10 @@ def plot_task_accuracy(groups: Sequence[Group]) -> Figure:
                 edgecolor="white",
                 linewidth=0.5,
             )
-        ax.set_xticks(x, columns)
-        ax.set_ylim(max(0.0, math.floor((lowest - 5) / 10) * 10), 101)
+        names = tables.task_names([r for g in members for r in g.runs])
+        ax.set_xticks(x, [f"{c} {names[c]}" if c in names else c for c in columns], rotation=30 if names else 0,
+                      ha="right" if names else "center")  # fmt: skip
+        ax.set_ylim(*ACCURACY_RANGE)
         ax.set_ylabel("final accuracy (%)")
         ax.set_title(benchmark, fontsize=10, loc="left")
         ax.grid(axis="y", alpha=0.3)
@@ -431,23 +462,19 @@ def plot_accuracy_vs_size(groups: Sequence[Group]) -> Figure:
                 markersize=8,
                 capsize=3,
                 label=group.name,
+                clip_on=False,  # a point at 100 % stays whole on the 0-100 axis
             )
         ax.margins(x=0.15, y=0.2)
         if sizes and max(sizes) / max(min(sizes), 1e-12) > 20:
             ax.set_xscale("log")
         else:
             ax.set_xlim(left=0)  # sizes read as proportions only from a zero baseline
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, min(high, 101.0))  # the margin must not suggest accuracies above 100 %
+        ax.set_ylim(*ACCURACY_RANGE)
         ax.set_xlabel("model size (MB)")
         ax.set_ylabel("mean final accuracy (%)")
         ax.set_title(benchmark, fontsize=10, loc="left")
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
-        more_handles, more_labels = ax.get_legend_handles_labels()
-        handles += more_handles
-        labels += more_labels
+    handles, labels = dedup_legend(axes)
     fig.legend(handles, labels, fontsize=8, loc="outside right upper", frameon=False)
     return fig
 
@@ -521,10 +548,11 @@ def render_html(
     figures: Sequence[tuple[str, str, str]],
     folder: Path,
     without_capacity: Sequence[Group],
+    left_out: Sequence[str] = (),
 ) -> str:
     esc = html.escape
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    notes = "".join(f"<li>{esc(n)}</li>" for n in tables.FOOTNOTES)
+    notes = "".join(f"<li>{esc(n)}</li>" for n in [*tables.task_note(seed_table), *tables.FOOTNOTES])
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -536,6 +564,9 @@ def render_html(
         _table_html(seed_table),
         f'<ol class="notes">{notes}</ol>',
     ]
+    if left_out:
+        items = "".join(f"<li>{esc(n)}</li>" for n in left_out)
+        parts.append(f'<p class="notes">Not counted:</p><ul class="notes">{items}</ul>')
     for file, heading, caption in figures:
         if file == "capacity.png" or file.startswith("matrix_"):
             continue  # placed in their own sections below

@@ -150,6 +150,32 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# ------------------------------------------------------------------------ task names
+TASKS_FILE = "tasks.csv"
+TASK_COLUMNS_FILE = ("task", "name", "kind", "classes")
+
+
+def write_tasks(run_dir: Path, tasks: Iterable[tuple[int, str, str, int]]) -> None:
+    """Write ``tasks.csv`` beside ``metrics.csv``: one row per task, ``task`` (from 1, as
+    ``eval_task``), ``name`` (``aquatic_mammals``, ``gender`` …), ``kind`` and ``classes``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TASK_COLUMNS_FILE)
+    writer.writerows(tasks)
+    atomic_write_text(Path(run_dir) / TASKS_FILE, buffer.getvalue())
+
+
+def load_task_names(run_dir: Path) -> dict[int, str]:
+    """Task number → name from ``tasks.csv``; empty for runs made before it existed (or with a
+    damaged file), which then show T1…Tn only."""
+    path = Path(run_dir) / TASKS_FILE
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            return {int(row["task"]): row["name"] for row in csv.DictReader(handle)}
+    except (OSError, KeyError, ValueError, csv.Error):
+        return {}
+
+
 # ----------------------------------------------------------------------------- views
 def accuracy_matrix(metrics: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     """``R[t, i]``: rows = trained_task, columns = eval_task (NaN where i > t)."""

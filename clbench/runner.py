@@ -48,6 +48,7 @@ RESULT_FILES = (
     results.SUMMARY_FILE,
     results.ENVIRONMENT_FILE,
     "summary.md",
+    results.TASKS_FILE,
 )
 
 
@@ -154,12 +155,15 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
             first_task, elapsed_before = saved.task + 1, float(saved.payload["elapsed"])
             log.info("resuming %s after task %d of %d", run_dir, saved.task, len(state.tasks))
         # Saved phases replay only under the settings that made them.
-        replay_phases = not _record_resume(run_dir, spec, first_task) and spec.phase_checkpoints
+        replay_phases = not _record_resume(run_dir, spec, first_task, device) and spec.phase_checkpoints
     results.atomic_write_text(run_dir / results.CONFIG_FILE, resolved_toml(spec))
-    env = environment(device)
-    if goals is not None:
-        env["goals"] = goals.provenance()
-    results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, env)
+    if not (spec.resume and (run_dir / results.ENVIRONMENT_FILE).is_file()):
+        # environment.json describes the run's start (its command and goals); resumes.json each later part.
+        env = environment(device)
+        if goals is not None:
+            env["goals"] = goals.provenance()
+        results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, env)
+    results.write_tasks(run_dir, [(t.index, t.name, t.kind, t.num_classes) for t in state.tasks])
     plugins.hook.clbench_run_start(run=state)
 
     clock = _Clock(started, elapsed_before)
@@ -326,9 +330,9 @@ def _check_belongs_payload(payload: dict[str, Any], spec: RunSpec, where: Path, 
         )
 
 
-def _record_resume(run_dir: Path, spec: RunSpec, first_task: int) -> bool:
-    """Keep the configuration each part of a resumed run used (resumes.json); True when the
-    settings changed."""
+def _record_resume(run_dir: Path, spec: RunSpec, first_task: int, device: Any) -> bool:
+    """Append this part of a resumed run to resumes.json: when, from which task, its command and
+    environment, and the configuration it replaced (if any). True when the settings changed."""
     path = run_dir / "resumes.json"
     history = json.loads(path.read_text()) if path.is_file() else []
     previous = (run_dir / results.CONFIG_FILE).read_text() if (run_dir / results.CONFIG_FILE).is_file() else None
@@ -346,6 +350,7 @@ def _record_resume(run_dir: Path, spec: RunSpec, first_task: int) -> bool:
             "utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "from_task": first_task,
             "previous_config": previous if previous != current else None,
+            "environment": environment(device),
         }
     )
     results.atomic_write_json(path, history)

@@ -12,8 +12,6 @@ undefined (shown blank) for a single run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -21,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clbench import results
+from clbench import experiment, results
 from clbench.errors import UsageError
 
 if TYPE_CHECKING:
@@ -52,35 +50,47 @@ FOOTNOTES = (
 # ------------------------------------------------------------------------------ runs
 @dataclass
 class Run:
-    """One finished run directory, loaded."""
+    """One run directory, loaded (finished or not: see :attr:`finished`)."""
 
     path: Path
     strategy: str
     benchmark: str
     seed: int
-    config: dict[str, Any]  # config.toml without run.seed: what the group key is made of
+    config: dict[str, Any]  # config.toml without run.seed: the experiment (clbench.experiment)
     metrics: pd.DataFrame = field(repr=False)
     summary: dict[str, Any] = field(default_factory=dict, repr=False)
+    full_config: dict[str, Any] = field(default_factory=dict, repr=False)  # config.toml as written
+    task_names: dict[int, str] = field(default_factory=dict, repr=False)  # tasks.csv; {} for older runs
 
     @property
     def recipe(self) -> str:
         return str(self.config.get("run", {}).get("recipe", "?"))
 
     @property
+    def finished(self) -> bool:
+        """True when the run wrote ``summary.json`` (its last step); interrupted or failed runs did not."""
+        return (self.path / results.SUMMARY_FILE).is_file()
+
+    @property
+    def tasks_done(self) -> int:
+        """Tasks whose results are in ``metrics.csv``."""
+        return int(self.metrics["trained_task"].max())
+
+    @property
     def config_id(self) -> str:
         """Short hash of the config without the seed (stable across Python versions)."""
-        text = json.dumps(self.config, sort_keys=True, default=str)
-        return hashlib.sha1(text.encode()).hexdigest()[:8]
+        return experiment.experiment_id(self.config)
 
     @property
     def group_key(self) -> tuple[str, str, str]:
-        return (self.strategy, self.benchmark, self.config_id)
+        # An unfinished run never pools with finished ones, even of the same experiment.
+        return (self.strategy, self.benchmark, self.config_id + ("" if self.finished else "-unfinished"))
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     """Run directories named by ``paths``: a run directory itself, or a folder holding runs
     anywhere below it (so ``clbench table runs/`` works). Order kept; a run named twice is listed
-    twice (the per-run view shows what was asked for; groups count it once)."""
+    twice here and counted once by :func:`select_runs`."""
     found: list[Path] = []
     for path in map(Path, paths):
         if (path / results.METRICS_FILE).is_file() or not path.is_dir():
@@ -107,21 +117,70 @@ def load_run(run_dir: Path) -> Run:
             config = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{config_path} is not valid TOML: {exc}") from None
-    config.get("run", {}).pop("seed", None)  # the one thing that may differ inside a group
     first = metrics.iloc[0]
     return Run(
         path=run_dir,
         strategy=str(first["strategy"]),
         benchmark=str(first["benchmark"]),
         seed=int(first["seed"]),
-        config=config,
+        config=experiment.experiment_config(config),  # the one thing that may differ inside a group
         metrics=metrics,
         summary=results.load_summary(run_dir),
+        full_config=config,
+        task_names=results.load_task_names(run_dir),
     )
 
 
 def load_runs(paths: Iterable[Path]) -> list[Run]:
     return [load_run(p) for p in find_run_dirs(paths)]
+
+
+def select_runs(runs: Sequence[Run], include_unfinished: bool = False) -> tuple[list[Run], list[str]]:
+    """The runs a table may count, and one note per run left out.
+
+    * A directory named twice counts once (silently: it is the same run).
+    * Unfinished runs (interrupted, or stopped by an error: no ``summary.json``) are left out
+      unless ``include_unfinished``; then they form rows of their own, marked ``[unfinished]``.
+    * Two runs of the same experiment with the same seed are not two samples: the first listed
+      is kept (directory order, which is start-time order for default run names), the other is
+      left out with a note naming both.
+    """
+    kept: list[Run] = []
+    notes: list[str] = []
+    seen_dirs: set[Path] = set()
+    seen_seeds: dict[tuple[tuple[str, str, str], int], Run] = {}
+    for run in runs:
+        where = run.path.resolve()
+        if where in seen_dirs:
+            continue
+        seen_dirs.add(where)
+        if not run.finished and not include_unfinished:
+            notes.append(
+                f"left out {run.path}: unfinished (no {results.SUMMARY_FILE}; {run.tasks_done} task(s) recorded); "
+                "--include-unfinished shows it"
+            )
+            continue
+        first = seen_seeds.setdefault((run.group_key, run.seed), run)
+        if first is not run:
+            notes.append(
+                f"left out {run.path}: seed {run.seed} of the same experiment is already counted from "
+                f"{first.path} (a repeated seed is one sample, not two)"
+            )
+            continue
+        kept.append(run)
+    return kept, notes
+
+
+def select_or_refuse(runs: Sequence[Run], include_unfinished: bool = False) -> tuple[list[Run], list[str]]:
+    """:func:`select_runs`, raising ``UsageError`` when it leaves nothing to show."""
+    kept, notes = select_runs(runs, include_unfinished)
+    if runs and not kept:
+        unfinished = sum(not r.finished for r in runs)
+        raise UsageError(
+            f"no finished runs among the {len(runs)} given ({unfinished} unfinished); "
+            "finish one with clbench run --resume RUN_DIR, or pass --include-unfinished"
+        )
+    return kept, notes
 
 
 def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str, str], list[Run]]:
@@ -138,47 +197,23 @@ def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str, str], list[Run]]:
 
 
 def group_labels(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
-    """A readable name per group: the recipe, plus the settings that set it apart from the other
-    groups of the same strategy, benchmark and recipe (``tiny (lr=0.0)``)."""
+    """A readable name per group, from its own configuration only (:func:`clbench.experiment.label`):
+    the recipe and every field that differs from it, plus ``[unfinished]`` for unfinished runs.
+    Two groups that would still read the same get their config id appended."""
     groups = group_runs(runs)
-    flat = {key: _flatten(members[0].config) for key, members in groups.items()}
     labels = {}
     for key, members in groups.items():
-        label = members[0].recipe
-        # Settings a recipe implies are not news: compare only with groups of the same recipe.
-        siblings = [k for k in groups if k[:2] == key[:2] and groups[k][0].recipe == label]
-        if len(siblings) > 1:
-            keys = sorted({name for k in siblings for name in flat[k]})
-            differing = [n for n in keys if len({repr(flat[k].get(n)) for k in siblings}) > 1]
-            shown = [f"{_short(n, key[0])}={_show(flat[key].get(n))}" for n in differing]
-            if len(shown) > 3:
-                shown = [*shown[:3], "…"]
-            label += f" ({', '.join(shown)})" if shown else f" [{key[2]}]"
-        labels[key] = label
+        run = members[0]
+        config = {**run.full_config, "run": {"strategy": run.strategy, "benchmark": run.benchmark,
+                                             **run.full_config.get("run", {})}}  # fmt: skip
+        labels[key] = experiment.label(config) + ("" if run.finished else " [unfinished]")
+    counts: dict[tuple[str, str, str], int] = {}
+    for key, label in labels.items():
+        counts[(key[0], key[1], label)] = counts.get((key[0], key[1], label), 0) + 1
+    for key, label in labels.items():
+        if counts[(key[0], key[1], label)] > 1:
+            labels[key] = f"{label} [{key[2].removesuffix('-unfinished')}]"
     return labels
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for name, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            flat[prefix + name] = value
-    return flat
-
-
-def _short(name: str, strategy: str) -> str:
-    # "cpg.lr" reads as "lr" in a row that already says cpg.
-    return name.removeprefix(f"{strategy}.")
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "unset"
-    text = str(value)
-    # Long values (file paths) keep their distinctive tail: ".../individual-s0/goals.csv".
-    return text if len(text) <= 32 else "…" + text[-31:]
 
 
 # ------------------------------------------------------------------------- records
@@ -222,6 +257,24 @@ class Table:
     values: list[str]  # the value columns, in order
     std: pd.DataFrame | None = None  # same value columns: std over the group (NaN for n = 1)
     keys: list[str] = field(default_factory=list)
+    task_names: dict[str, str] = field(default_factory=dict)  # "T3" -> "aquatic_mammals"
+
+
+def task_names(runs: Sequence[Run]) -> dict[str, str]:
+    """``T<i>`` → the task's name (from ``tasks.csv``) where every run that names task i agrees."""
+    names: dict[str, set[str]] = {}
+    for run in runs:
+        for index, name in run.task_names.items():
+            names.setdefault(f"T{index}", set()).add(name)
+    found = {column: next(iter(seen)) for column, seen in names.items() if len(seen) == 1}
+    return dict(sorted(found.items(), key=lambda item: _task_sort_key(item[0])))
+
+
+def task_note(table: Table) -> list[str]:
+    """The footnote naming the task columns (none when no run recorded names)."""
+    if not table.task_names:
+        return []
+    return ["Tasks: " + ", ".join(f"{column} = {name}" for column, name in table.task_names.items()) + "."]
 
 
 def per_run_table(runs: Sequence[Run]) -> Table:
@@ -236,7 +289,7 @@ def per_run_table(runs: Sequence[Run]) -> Table:
         for r, rec in zip(runs, records, strict=True)
     ]
     frame = pd.DataFrame(rows, columns=[*KEY_COLUMNS, "seed", *values])
-    return Table(frame=frame, values=values, keys=[*KEY_COLUMNS, "seed"])
+    return Table(frame=frame, values=values, keys=[*KEY_COLUMNS, "seed"], task_names=task_names(runs))
 
 
 def seed_table(runs: Sequence[Run]) -> Table:
@@ -263,7 +316,7 @@ def seed_table(runs: Sequence[Run]) -> Table:
     keys = [*KEY_COLUMNS, "n", "seeds"]
     frame = pd.DataFrame(mean_rows, columns=[*keys, *values])
     std = pd.DataFrame(std_rows, columns=values, dtype=float)
-    return Table(frame=frame, values=values, std=std, keys=keys)
+    return Table(frame=frame, values=values, std=std, keys=keys, task_names=task_names(runs))
 
 
 # ------------------------------------------------------------------------ rendering
@@ -304,7 +357,8 @@ def to_markdown(table: Table, footnotes: bool = True) -> str:
         formatted_rows(table, " ± "), headers=header, tablefmt="pipe", colalign=numeric, disable_numparse=True
     )
     if footnotes:
-        text += "\n\n" + "\n".join(f"{i}. {note}" for i, note in enumerate(FOOTNOTES, 1))
+        notes = [*task_note(table), *FOOTNOTES]
+        text += "\n\n" + "\n".join(f"{i}. {note}" for i, note in enumerate(notes, 1))
     return text
 
 
@@ -344,7 +398,7 @@ def to_latex(table: Table, footnotes: bool = True) -> str:
     spec = "l" * len(table.keys) + "r" * len(table.values)
     lines = []
     if footnotes:
-        lines += [f"% {latex_escape(note)}" for note in FOOTNOTES]
+        lines += [f"% {latex_escape(note)}" for note in [*task_note(table), *FOOTNOTES]]
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(map(latex_escape, header)) + r" \\"]
     lines.append(r"\midrule")
     for cells in formatted_rows(table, " ± "):

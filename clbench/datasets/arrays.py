@@ -240,3 +240,20 @@ class PairDataset(_ImageArrayMixin, Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         a, b = self.pairs[i]
         return self._image(int(a)), self._image(int(b)), bool(self.same[i])
+
+
+def stratified_subset(labels: Sequence[int] | np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` indices into ``labels`` (sorted int64), class-stratified and
+    deterministic per ``seed``: a data-limit flag's selection, for every task kind.
+
+    Each class keeps its share (:func:`split_validation` with the complement as validation);
+    when that still exceeds ``limit`` (more classes than the limit, as the identities of a
+    verification task, or rounding) a seeded random choice trims it to exactly ``limit``.
+    """
+    labels = np.asarray(labels)
+    if limit >= len(labels):
+        return np.arange(len(labels), dtype=np.int64)
+    keep, _ = split_validation(labels, 1 - limit / len(labels), seed)
+    if len(keep) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, size=limit, replace=False))
+    return keep.astype(np.int64)

@@ -203,6 +203,7 @@ def test_corrupted_checkpoint_falls_back_to_the_last_good_one(uninterrupted, tmp
     assert main(["run", *ARGS, "--out", str(out)]) == 0
     newest = out / "checkpoints" / "task-005.pt"
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a crash while copying
+    (out / results.SUMMARY_FILE).unlink()  # and no summary: resuming a finished run is a no-op (issue 14)
     assert main(["run", "--resume", str(out)]) == 0
     err = capsys.readouterr().err
     assert "task-005.pt fails its checksum; falling back to an earlier one" in err

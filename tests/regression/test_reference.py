@@ -161,6 +161,7 @@ def write_digits_reference(path: Path) -> None:
         f"# Reference table for {BENCHMARK} (the offline default): measured by this project, checked in CI by",
         "# tests/regression/test_reference.py; regenerate with `python tests/regression/test_reference.py`.",
         "# Columns: strategy,benchmark,task,metric,value,tol,source (docs/results.md, 'Reports and regression').",
+        f"# comparable: recipe={RECIPE}; tasks=5; limits=none",
         "# Values are fractions as in metrics.csv: accuracy = final task-aware top-1 on the task's test split.",
         "# Command (in an empty folder; strategies in this order, pae/cpg read the individual run's goals.csv):",
         f"#   clbench run --strategy S --benchmark {BENCHMARK} --recipe {RECIPE} --seed {SEED} --device cpu --quiet "

@@ -116,3 +116,31 @@ def test_facial4_mini_runs_cpg_end_to_end(tmp_path):
     for task in matrix.columns:  # isolation: nothing changes after a task is learned
         assert matrix.loc[task:, task].nunique() == 1
     assert "val_accuracy" in set(metrics["metric"])
+
+
+def test_facial4_mini_limits_limit_every_task_kind(tmp_path):
+    """Issue 14: --facial4_mini.train-limit held for classification but not for the verification
+    task, whose 42 identities each kept one image (42 > 14); the triplet task is built from the
+    limited expression images."""
+    root = _faces_tree(tmp_path)
+    config = Facial4MiniConfig(data_root=str(root), train_limit=14, eval_limit=14, expression_similarity=True)
+    tasks = Facial4Mini(config).load_tasks()
+    assert {t.kind for t in tasks} == {"verification", "classification", "triplet"}
+    for task in tasks:
+        assert len(task.train) <= 14, f"{task.name}: {len(task.train)} training items under a limit of 14"
+        if task.kind != "verification":
+            assert len(task.valid) <= 14 and len(task.test) <= 14, task.name
+
+
+def test_stratified_subset_is_at_most_the_limit_and_keeps_classes():
+    import numpy as np
+
+    from clbench.datasets.arrays import stratified_subset
+
+    labels = np.repeat(np.arange(50), 3)  # more classes than the limit
+    assert len(stratified_subset(labels, 20, 0)) == 20
+    labels = np.repeat(np.arange(5), [30, 30, 30, 7, 3])  # rounding per class
+    for limit in range(10, 100, 7):
+        keep = stratified_subset(labels, limit, 0)
+        assert len(keep) <= limit and set(labels[keep]) == set(range(5))
+        assert list(keep) == sorted(set(keep.tolist()))

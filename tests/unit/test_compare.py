@@ -17,21 +17,35 @@ from clbench.errors import UsageError
 HEADER = ",".join(compare.REFERENCE_COLUMNS)
 
 
-def make_run(path: Path, final: list[float], strategy: str = "packnet", seed: int = 0, lr: float = 0.05) -> Path:
-    """A finished run whose accuracy matrix has ``final`` as its last row (and the same diagonal:
-    no forgetting)."""
+def make_run(
+    path: Path,
+    final: list[float],
+    strategy: str = "packnet",
+    seed: int = 0,
+    lr: float | None = 0.05,
+    *,
+    benchmark: str = "digits",
+    recipe: str = "tiny",
+    section: str = "",
+    finished: bool = True,
+) -> Path:
+    """A run whose accuracy matrix has ``final`` as its last row (and the same diagonal: no
+    forgetting); ``section`` is appended to its config.toml, ``finished=False`` leaves out
+    summary.json (an interrupted run)."""
     path.mkdir(parents=True)
-    run_id = f"digits-{strategy}-{path.name}"
-    metrics = results.MetricsWriter(path / results.METRICS_FILE, results.RunKey(run_id, strategy, "digits", seed))
+    run_id = f"{benchmark}-{strategy}-{path.name}"
+    metrics = results.MetricsWriter(path / results.METRICS_FILE, results.RunKey(run_id, strategy, benchmark, seed))
     for t in range(1, len(final) + 1):
         for i in range(1, t + 1):
             metrics.add(t, i, "accuracy", final[i - 1])
     metrics.flush()
+    own = f"[{strategy}]\nlr = {lr}\n" if lr is not None else ""
     (path / results.CONFIG_FILE).write_text(
-        f'[run]\nstrategy = "{strategy}"\nbenchmark = "digits"\nrecipe = "tiny"\nseed = {seed}\n\n'
-        f"[{strategy}]\nlr = {lr}\n"
+        f'[run]\nstrategy = "{strategy}"\nbenchmark = "{benchmark}"\nrecipe = "{recipe}"\nseed = {seed}\n\n'
+        f"{own}{section}"
     )
-    (path / results.SUMMARY_FILE).write_text(json.dumps({"wall_seconds": 1.0}))
+    if finished:
+        (path / results.SUMMARY_FILE).write_text(json.dumps({"wall_seconds": 1.0}))
     return path
 
 

@@ -10,7 +10,22 @@ import pytest
 HEAVY = ("torch", "avalanche", "pandas", "sklearn")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "plugins"], ["run", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["list"],
+        ["list", "plugins"],
+        ["list", "recipes"],
+        ["run", "--help"],
+        ["run", "--recipe", "tiny", "--help"],
+        # Bad input is refused before any heavy import (issue 14): data root, flags, commands.
+        ["run", "--benchmark", "cifar100_20", "--data-root", "/nonexistent"],
+        ["run", "--benchmark", "facial4_mini", "--data-root", "/nonexistent"],
+        ["run", "--finetune.lrr", "3"],
+        ["tabel"],
+    ],
+)
 def test_cheap_commands_import_no_heavy_module(args):
     code = (
         "import sys, contextlib, io\n"

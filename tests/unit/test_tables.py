@@ -76,7 +76,7 @@ def test_std_over_seeds_groups_runs_that_differ_only_in_the_seed(tmp_path):
     frame = table.frame
     assert list(frame["strategy"]) == ["packnet", "packnet", "finetune"]
     assert list(frame["n"]) == [3, 1, 1] and frame["seeds"][0] == "0 1 2"
-    assert list(frame["config"]) == ["tiny (lr=0.05)", "tiny (lr=0.0)", "tiny"]
+    assert list(frame["config"]) == ["tiny", "tiny (lr=0.0)", "tiny"]  # lr 0.05 is the tiny recipe's
     # T1: 90, 70, 80 → mean 80, sample std 10; the run means 85, 65, 90 → mean 80, std 13.23
     assert frame["T1"][0] == pytest.approx(80.0) and table.std["T1"][0] == pytest.approx(10.0)
     assert frame["mean"][0] == pytest.approx(80.0)
