@@ -148,7 +148,9 @@ class Cifar100_20(Benchmark):
                 "*.png and DIR/test/...) or the folder holding torchvision's cifar-100-python/"
             )
         root = Path(cfg.data_root).expanduser()
-        tree = (root / "train").is_dir() and (root / "test").is_dir()
+        # Any part of a tree (also the nested cifar100/ folder the shared archives extract to):
+        # the loader then says what of it is missing.
+        tree = any((root / part).is_dir() for part in ("train", "test", "cifar100/train", "cifar100/test"))
         if not tree and not (root / "cifar-100-python").is_dir():
             raise DataError(
                 f"no CIFAR-100 data under {root} (--data-root): expected {root}/train/<superclass>/<class>/*.png "

@@ -105,8 +105,9 @@ def test_sigkill_after_a_phase_resumes_from_that_phase(uninterrupted, tmp_path, 
 @pytest.fixture(scope="module")
 def growing_args(tmp_path_factory) -> list[str]:
     """CPG with unreachable goals (1.0): task 5 misses its goal, grows to x1.5, trains again,
-    is pruned and retrained: train = 1, grow = 2, train = 3, grow = 4, compact = 5 holding
-    prune 0.5 = 6, prune 0.8 = 7, retrain = 8 (tasks 1-4 reach 100 % and do not grow)."""
+    and, the last task at the maximum width with its goal missed, is not pruned (upstream's
+    capacity rule) but retrained: train = 1, grow = 2, train = 3, grow = 4, compact = 5,
+    retrain = 6 (tasks 1-4 reach 100 % and do not grow)."""
     goals = tmp_path_factory.mktemp("goals") / "goals.csv"
     rows = [f"digits_{a}{a + 1},1.0,test" for a in range(0, 10, 2)]
     goals.write_text("\n".join(["task,goal,source", *rows]) + "\n")
@@ -114,7 +115,7 @@ def growing_args(tmp_path_factory) -> list[str]:
     return [*base, "--cpg.goals-file", str(goals), "--cpg.max-width", "1.5"]
 
 
-@pytest.mark.parametrize(("ordinal", "phase"), [(3, "train"), (8, "retrain")])
+@pytest.mark.parametrize(("ordinal", "phase"), [(3, "train"), (6, "retrain")])
 def test_sigkill_after_growth_or_retrain_resumes_from_there(growing_args, tmp_path, capsys, ordinal, phase):
     whole, out = tmp_path / "whole", tmp_path / "run"
     assert main(["run", *growing_args, "--out", str(whole)]) == 0

@@ -71,3 +71,13 @@ def test_data_root_errors_are_one_line_naming_the_folder(capsys, tmp_path, bench
     assert main(["run", "--benchmark", bench, "--data-root", str(missing)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(missing) in err
+
+
+@pytest.mark.parametrize("layout", ["train", "cifar100/train"])
+def test_early_data_check_leaves_a_partial_or_nested_cifar_tree_to_the_loader(tmp_path, layout):
+    """The shared archives extract to DIR/cifar100/{train,test}; a tree missing its test/ split is
+    for the loader to describe ("missing test/"), not "no CIFAR-100 data"."""
+    from clbench_benchmarks.cifar100_20 import Cifar100_20, Cifar100_20Config
+
+    (tmp_path / layout).mkdir(parents=True)
+    Cifar100_20(Cifar100_20Config(data_root=str(tmp_path))).check_data()  # raises nothing
