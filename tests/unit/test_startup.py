@@ -1,4 +1,4 @@
-"""`clbench --help` and `clbench list` must not pay for torch or avalanche (time them in tests/perf)."""
+"""`clbench --help` and `clbench list` must not pay for torch, avalanche or ray (time them in tests/perf)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "avalanche", "pandas", "sklearn")
+HEAVY = ("torch", "avalanche", "pandas", "sklearn", "ray")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "plugins"], ["run", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "plugins"], ["run", "--help"], ["sweep", "--help"]])
 def test_cheap_commands_import_no_heavy_module(args):
     code = (
         "import sys, contextlib, io\n"

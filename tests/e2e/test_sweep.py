@@ -1,0 +1,122 @@
+"""`clbench sweep` on a local Ray with 2 CPUs: cells equal separate runs, a killed worker's cell is
+retried and resumed, and a second invocation trains nothing. Digits, recipe tiny, few cells."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clbench import results
+from clbench.cli import main
+
+pytestmark = pytest.mark.slow
+
+ray = pytest.importorskip("ray")
+
+STRATEGIES = ("finetune", "packnet")
+SEEDS = (0, 1)
+SWEEP = ["--strategies", ",".join(STRATEGIES), "--seeds", "0,1", "--recipe", "tiny", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("sweep")
+
+
+@pytest.fixture(scope="module")
+def swept(local_ray, workdir):
+    """The 2 strategies × 2 seeds sweep, run once for the module."""
+    before = Path.cwd()
+    os.chdir(workdir)  # runs/goals would be relative to it
+    try:
+        assert main(["sweep", *SWEEP, "--out", "grid"]) == 0
+    finally:
+        os.chdir(before)
+    return workdir / "grid"
+
+
+def comparable(run_dir: Path) -> pd.DataFrame:
+    """metrics.csv without the run id (it names the directory) and the wall-clock records."""
+    metrics = results.load_metrics(run_dir)
+    metrics = metrics[~metrics["metric"].str.startswith("seconds_")]
+    return metrics.drop(columns="run_id").reset_index(drop=True)
+
+
+def test_sweep_cells_equal_the_same_clbench_runs(swept, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the sweep's workers (1 CPU per run)
+    try:
+        for strategy in STRATEGIES:
+            for seed in SEEDS:
+                out = tmp_path / f"{strategy}-{seed}"
+                argv = ["run", "--strategy", strategy, "--seed", str(seed), "--recipe", "tiny", "--out", str(out)]
+                assert main([*argv, "--quiet"]) == 0
+                cell = swept / f"digits-{strategy}-s{seed}"
+                assert (cell / results.SUMMARY_FILE).is_file()
+                assert (cell / results.CONFIG_FILE).read_text() == (out / results.CONFIG_FILE).read_text()
+                pd.testing.assert_frame_equal(comparable(cell), comparable(out))
+    finally:
+        torch.set_num_threads(threads)
+    assert (swept / "sweep.json").is_file() and len(list((swept / "cells").glob("*.toml"))) == 4
+
+
+def test_second_invocation_trains_nothing(swept, workdir, capsys):
+    stamps = {p: p.stat().st_mtime_ns for p in swept.rglob("*") if p.is_file() and "logs" not in p.parts}
+    before = Path.cwd()
+    os.chdir(workdir)
+    try:
+        assert main(["sweep", *SWEEP, "--out", "grid"]) == 0
+    finally:
+        os.chdir(before)
+    assert "all 4 cells" in capsys.readouterr().err
+    assert stamps == {p: p.stat().st_mtime_ns for p in swept.rglob("*") if p.is_file() and "logs" not in p.parts}
+    assert not list(swept.rglob("resumes.json"))
+
+
+def _kill_mid_run(cell: Path, killed: list[int]) -> None:
+    """SIGKILL the worker that runs ``cell`` once its first checkpoint is written."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        lock = cell / ".clbench.lock"
+        if (cell / "checkpoints").is_dir() and any((cell / "checkpoints").iterdir()) and lock.is_file():
+            holder = lock.read_text().split()
+            if len(holder) > 1 and holder[0] == "pid":
+                os.kill(int(holder[1]), signal.SIGKILL)
+                killed.append(int(holder[1]))
+                return
+        time.sleep(0.05)
+
+
+def test_killed_worker_is_retried_and_the_cell_resumes(swept, workdir):
+    out = workdir / "killed"
+    cell = out / "digits-packnet-s0"
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_mid_run, args=(cell, killed), daemon=True)
+    killer.start()
+    before = Path.cwd()
+    os.chdir(workdir)
+    try:
+        rc = main(["sweep", "--strategies", "packnet", "--recipe", "tiny", "--quiet", "--out", str(out)])
+    finally:
+        os.chdir(before)
+    killer.join(timeout=5)
+    assert killed, "the worker finished before it could be killed"
+    assert rc == 0
+    assert (cell / "resumes.json").is_file()  # resumed from its checkpoint, not started again
+    assert "--resume" in (out / "logs" / "digits-packnet-s0.log").read_text()
+    pd.testing.assert_frame_equal(comparable(cell), comparable(swept / "digits-packnet-s0"))
