@@ -75,3 +75,40 @@ def test_goal_cells_are_resolved_lowest_seed_first(tmp_path):
     runner = CellRunner(resolve=_resolved_spec, run=len, prepare_goals=print)
     goal_cells = _check_cells(sweep_grid.expand(spec), SweepOptions(), runner)
     assert [c.id for c in goal_cells] == ["digits-cpg-goals=auto-s0", "digits-cpg-goals=auto-s1"]
+
+
+class _TwoNodes:
+    """Just enough of the ray module for the storage check: two alive nodes, node b sees nothing."""
+
+    def __init__(self):
+        self.asked = []
+
+    def nodes(self):
+        return [{"Alive": True, "NodeID": "a" * 56}, {"Alive": True, "NodeID": "b" * 56}, {"Alive": False}]
+
+    def remote(self, **_):
+        fake = self
+
+        class Task:
+            def options(self, scheduling_strategy):
+                self.node = scheduling_strategy.node_id
+                return self
+
+            def remote(self, paths):
+                fake.asked.append(paths)
+                return ("node-b", paths) if self.node.startswith("b") else ("node-a", [])
+
+        return lambda fn: Task()
+
+    def get(self, refs, timeout):
+        return refs
+
+
+def test_a_node_that_cannot_see_the_sweep_directory_stops_the_sweep(tmp_path):
+    from clbench.errors import UsageError
+    from clbench.sweep import _check_shared_storage
+
+    fake = _TwoNodes()
+    with pytest.raises(UsageError, match="node node-b cannot see .*storage-check.*every node mounts"):
+        _check_shared_storage(fake, tmp_path)
+    assert len(fake.asked) == 2 and not list(tmp_path.iterdir())  # the probe is removed again
