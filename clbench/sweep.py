@@ -93,7 +93,7 @@ def run_sweep(
         UsageError: bad input, as above (the CLI prints one line and exits 2).
         RunInterrupted: Ctrl-C; finished cells are kept, the rest continue on the next invocation.
     """
-    sweep_dir = Path(sweep_dir)
+    sweep_dir = Path(sweep_dir).absolute()  # workers may start elsewhere (they chdir to this cwd)
     record = json.loads(json.dumps(grid_record(spec, cells)))
     _check_same_grid(sweep_dir, record)
     argv_of = {c.id: _fresh_argv(sweep_dir, c, options) for c in cells}

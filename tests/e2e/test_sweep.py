@@ -3,6 +3,7 @@ retried and resumed, and a second invocation trains nothing. Digits, recipe tiny
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -120,3 +121,25 @@ def test_killed_worker_is_retried_and_the_cell_resumes(swept, workdir):
     assert (cell / "resumes.json").is_file()  # resumed from its checkpoint, not started again
     assert "--resume" in (out / "logs" / "digits-packnet-s0.log").read_text()
     pd.testing.assert_frame_equal(comparable(cell), comparable(swept / "digits-packnet-s0"))
+
+
+def test_goals_are_trained_once_before_cells_that_share_them(local_ray, workdir):
+    """Two CPG cells (goals = auto) would train the same individual-model goals at once; the sweep
+    trains them once, for the lowest seed, and both cells find them. Two tasks keep it cheap."""
+    home = workdir / "goals-home"
+    home.mkdir()
+    before = Path.cwd()
+    os.chdir(home)
+    try:
+        args = ["--strategies", "cpg", "--seeds", "1,0", "--recipe", "tiny", "--quiet", "--out", "sw"]
+        assert main(["sweep", *args, "--grid", "digits.classes_per_task=5"]) == 0
+    finally:
+        os.chdir(before)
+    trained = sorted(p.name for p in (home / "runs" / "goals" / "digits").glob("*.csv"))
+    assert len(trained) == 1 and trained[0].endswith("-s0.csv"), trained
+    used = []
+    for seed in (0, 1):
+        env = json.loads((home / "sw" / f"digits-cpg-classes_per_task=5-s{seed}" / "environment.json").read_text())
+        used.append((Path(env["goals"]["file"]).name, env["goals"]["trained_now"]))
+    assert used == [(trained[0], False)] * 2
+    assert "accuracy goals for" in (home / "sw" / "logs" / "goals.log").read_text()
