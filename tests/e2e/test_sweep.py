@@ -1,8 +1,10 @@
 """`clbench sweep` on a local Ray with 2 CPUs: cells equal separate runs, a killed worker's cell is
-retried and resumed, and a second invocation trains nothing. Digits, recipe tiny, few cells."""
+retried and resumed, a second invocation trains nothing, shared accuracy goals are trained once,
+Ctrl-C keeps finished cells. Digits as two tasks, recipe tiny, few cells."""
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import signal
@@ -22,7 +24,9 @@ ray = pytest.importorskip("ray")
 
 STRATEGIES = ("finetune", "packnet")
 SEEDS = (0, 1)
-SWEEP = ["--strategies", ",".join(STRATEGIES), "--seeds", "0,1", "--recipe", "tiny", "--quiet"]
+TWO_TASKS = ["--grid", "digits.classes_per_task=5"]  # digits as 2 tasks of 5 classes: half the cost
+SWEEP = ["--strategies", ",".join(STRATEGIES), "--seeds", "0,1", "--recipe", "tiny", "--quiet", *TWO_TASKS]
+CELL = "digits-{}-classes_per_task=5-s{}"
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +70,8 @@ def test_sweep_cells_equal_the_same_clbench_runs(swept, tmp_path):
             for seed in SEEDS:
                 out = tmp_path / f"{strategy}-{seed}"
                 argv = ["run", "--strategy", strategy, "--seed", str(seed), "--recipe", "tiny", "--out", str(out)]
-                assert main([*argv, "--quiet"]) == 0
-                cell = swept / f"digits-{strategy}-s{seed}"
+                assert main([*argv, "--digits.classes-per-task", "5", "--quiet"]) == 0
+                cell = swept / CELL.format(strategy, seed)
                 assert (cell / results.SUMMARY_FILE).is_file()
                 assert (cell / results.CONFIG_FILE).read_text() == (out / results.CONFIG_FILE).read_text()
                 pd.testing.assert_frame_equal(comparable(cell), comparable(out))
@@ -105,22 +109,22 @@ def _kill_mid_run(cell: Path, killed: list[int]) -> None:
 
 def test_killed_worker_is_retried_and_the_cell_resumes(swept, workdir):
     out = workdir / "killed"
-    cell = out / "digits-packnet-s0"
+    cell = out / CELL.format("packnet", 0)
     killed: list[int] = []
     killer = threading.Thread(target=_kill_mid_run, args=(cell, killed), daemon=True)
     killer.start()
     before = Path.cwd()
     os.chdir(workdir)
     try:
-        rc = main(["sweep", "--strategies", "packnet", "--recipe", "tiny", "--quiet", "--out", str(out)])
+        rc = main(["sweep", "--strategies", "packnet", "--recipe", "tiny", "--quiet", *TWO_TASKS, "--out", str(out)])
     finally:
         os.chdir(before)
     killer.join(timeout=5)
     assert killed, "the worker finished before it could be killed"
     assert rc == 0
     assert (cell / "resumes.json").is_file()  # resumed from its checkpoint, not started again
-    assert "--resume" in (out / "logs" / "digits-packnet-s0.log").read_text()
-    pd.testing.assert_frame_equal(comparable(cell), comparable(swept / "digits-packnet-s0"))
+    assert "--resume" in (out / "logs" / f"{cell.name}.log").read_text()
+    pd.testing.assert_frame_equal(comparable(cell), comparable(swept / cell.name))
 
 
 def test_goals_are_trained_once_before_cells_that_share_them(local_ray, workdir):
@@ -132,14 +136,35 @@ def test_goals_are_trained_once_before_cells_that_share_them(local_ray, workdir)
     os.chdir(home)
     try:
         args = ["--strategies", "cpg", "--seeds", "1,0", "--recipe", "tiny", "--quiet", "--out", "sw"]
-        assert main(["sweep", *args, "--grid", "digits.classes_per_task=5"]) == 0
+        assert main(["sweep", *args, *TWO_TASKS]) == 0
     finally:
         os.chdir(before)
     trained = sorted(p.name for p in (home / "runs" / "goals" / "digits").glob("*.csv"))
     assert len(trained) == 1 and trained[0].endswith("-s0.csv"), trained
     used = []
     for seed in (0, 1):
-        env = json.loads((home / "sw" / f"digits-cpg-classes_per_task=5-s{seed}" / "environment.json").read_text())
+        env = json.loads((home / "sw" / CELL.format("cpg", seed) / "environment.json").read_text())
         used.append((Path(env["goals"]["file"]).name, env["goals"]["trained_now"]))
     assert used == [(trained[0], False)] * 2
     assert "accuracy goals for" in (home / "sw" / "logs" / "goals.log").read_text()
+
+
+def test_ctrl_c_keeps_finished_cells_and_the_next_invocation_finishes_the_rest(local_ray, workdir):
+    out = workdir / "interrupted"
+    args = ["sweep", "--strategies", "finetune", "--seeds", "0,1,2", "--recipe", "tiny", "--quiet"]
+    args += [*TWO_TASKS, "--out", str(out)]
+
+    def ctrl_c_after_the_first_cell() -> None:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*/summary.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()
+
+    threading.Thread(target=ctrl_c_after_the_first_cell, daemon=True).start()
+    assert main(args) == 130
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    assert 1 <= len(finished) < 3
+    assert main(args) == 0
+    assert len(list(out.glob("*/summary.json"))) == 3
+    assert finished == {p: p.stat().st_mtime_ns for p in finished}  # finished cells were not run again
+    assert not any((p.parent / "resumes.json").exists() for p in finished)
