@@ -18,12 +18,16 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from clbench import __version__
 from clbench import config as cfg
 from clbench.errors import ClbenchError, RunInterrupted, UsageError
 from clbench.experiment import recipe_layers
+
+if TYPE_CHECKING:
+    from clbench.manager import Plugins
+    from clbench.runner import RunSpec
 
 DEFAULT_STRATEGY = "finetune"
 DEFAULT_BENCHMARK = "digits"
@@ -43,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "table": _cmd_table,
         "report": _cmd_report,
         "compare": _cmd_compare,
+        "sweep": _cmd_sweep,
     }
     try:
         if command not in handlers:
@@ -116,6 +121,7 @@ def _top_parser() -> argparse.ArgumentParser:
     sub.add_parser("table", help="compare run directories: per-task accuracy, mean ± std over seeds, size, time")
     sub.add_parser("report", help="write a report folder (tables, plots, one offline HTML page) for runs")
     sub.add_parser("compare", help="check runs against a reference table; exit 1 on a regression")
+    sub.add_parser("sweep", help="run a grid of strategies × benchmarks × seeds × settings on Ray")
     return parser
 
 
@@ -175,11 +181,22 @@ def _cmd_table(args: Sequence[str]) -> int:
     parser.add_argument("--per-run", action="store_true", help="one row per run instead of per seed group")
     parser.add_argument("--no-notes", action="store_true", help="leave out the footnotes (md, latex)")
     _add_unfinished_flag(parser)
+    parser.add_argument(
+        "--select",
+        choices=("val",),
+        default=None,
+        help="per strategy, the setting with the best mean validation accuracy over seeds; its test accuracy",
+    )
     ns = parser.parse_args(args)
     from clbench import tables
 
     runs, notes = tables.select_or_refuse(tables.load_runs(ns.run_dirs), ns.include_unfinished)
     _print_notes(notes)
+    if ns.select:
+        from clbench import selection
+
+        print(selection.render(selection.select_on_validation(runs), ns.format, not ns.no_notes).rstrip("\n"))
+        return 0
     table = tables.per_run_table(runs) if ns.per_run else tables.seed_table(runs)
     print(tables.render(table, ns.format, footnotes=not ns.no_notes).rstrip("\n"))
     return 0
@@ -248,6 +265,65 @@ def _cmd_compare(args: Sequence[str]) -> int:
 # ---- end report / compare (issue 6) ----
 
 
+# ----------------------------------------------------------------------------- sweep
+def _cmd_sweep(args: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="clbench sweep",
+        description="Run every cell of a grid (strategies × benchmarks × seeds × settings) as an ordinary run "
+        "directory SWEEP_DIR/<cell>/, in parallel on Ray: embedded on this machine, or on a cluster (--address). "
+        "Run it again to skip finished cells and resume the rest. See docs/sweeps.md.",
+    )
+    parser.add_argument("spec", nargs="?", type=Path, metavar="SPEC.toml", help="[sweep], [run], [<strategy>] …")
+    parser.add_argument("--strategies", metavar="A,B", help="strategies (overrides [sweep] strategies)")
+    parser.add_argument("--benchmarks", "--benchmark", metavar="A,B", help=f"default {DEFAULT_BENCHMARK}")
+    parser.add_argument("--seeds", metavar="0,1,2", help="seeds (default 0)")
+    parser.add_argument(
+        "--grid", action="append", default=[], metavar="S.FIELD=V1,V2", help="a grid axis, e.g. finetune.lr=0.01,0.05"
+    )
+    parser.add_argument("--recipe", help="the benchmarks' recipe for every cell ([run] recipe)")
+    parser.add_argument("--out", type=Path, metavar="SWEEP_DIR", help="default runs/sweeps/<spec name>")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else Ray embedded here)")
+    parser.add_argument("--num-cpus", type=int, metavar="N", help="CPUs the embedded Ray uses (default: all)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0, metavar="N", help="CPUs per cell (default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, metavar="F", help="GPUs per cell, 0.5 shares one")
+    parser.add_argument("--max-retries", type=int, default=3, metavar="N", help="retries of a cell whose worker died")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load an unpublished plugin")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    ns = parser.parse_args(args)
+    if ns.spec is None and ns.strategies is None:
+        raise UsageError("give a sweep spec (clbench sweep SPEC.toml) or --strategies A,B")
+    from clbench import sweep, sweep_grid
+
+    spec = sweep_grid.load_spec(
+        ns.spec, strategies=ns.strategies, benchmarks=ns.benchmarks, seeds=ns.seeds, grid=ns.grid,
+        recipe=ns.recipe, default_benchmark=DEFAULT_BENCHMARK,
+    )  # fmt: skip
+    cells = sweep_grid.expand(spec)
+    options = sweep.SweepOptions(
+        address=ns.address, num_cpus=ns.num_cpus, cpus_per_run=ns.cpus_per_run, gpus_per_run=ns.gpus_per_run,
+        max_retries=ns.max_retries, plugins=tuple(ns.plugin), quiet=ns.quiet,
+    )  # fmt: skip
+    out = ns.out or Path("runs") / "sweeps" / (ns.spec.stem if ns.spec else "sweep")
+    runner = sweep.CellRunner(resolve=_resolved_spec, run=_run_cell, prepare_goals=_prepare_goals)
+    return sweep.run_sweep(out, spec, cells, options, runner)
+
+
+def _run_cell(args: Sequence[str]) -> int:
+    return main(["run", *args])
+
+
+def _resolved_spec(args: Sequence[str]) -> RunSpec:
+    return resolve_run(args)[0]
+
+
+def _prepare_goals(args: Sequence[str]) -> None:
+    """Find or train the accuracy goals of the run ``clbench run ARGS`` (a sweep cell) and stop."""
+    from clbench.runner import prepare_goals
+
+    spec, plugins, _ = resolve_run(args)
+    prepare_goals(spec, plugins)
+
+
 # ------------------------------------------------------------------------------- run
 def _phase_one_parser() -> argparse.ArgumentParser:
     parser = _Parser(add_help=False)
@@ -260,7 +336,14 @@ def _phase_one_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_run(args: Sequence[str]) -> int:
+def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
+    """The RunSpec, the loaded plugins and whether ``--print-config`` was given, for the
+    ``clbench run`` arguments ``args``; nothing is run or written (``clbench sweep`` checks its
+    cells with it).
+
+    Raises:
+        UsageError: bad input (unknown strategy, benchmark, section, option or value).
+    """
     first, _ = _phase_one_parser().parse_known_args(args)
     if first.resume is not None:
         if first.config is not None:
@@ -325,10 +408,10 @@ def _cmd_run(args: Sequence[str]) -> int:
 
     if first.resume is not None:
         _check_resume_options(first.resume, run_file, run_opts, strategy_name, benchmark_name)
-        if _finished(first.resume):  # after the identity checks, before anything is written
-            return 0
+    if not ns.print_config and not (first.resume is not None and (first.resume / "summary.json").is_file()):
+        benchmark_cls(benchmark_config).check_data()  # one line, before torch and the data are loaded
 
-    from clbench.runner import RunSpec, resolved_toml
+    from clbench.runner import RunSpec
 
     spec = RunSpec(
         strategy=strategy_name,
@@ -345,10 +428,18 @@ def _cmd_run(args: Sequence[str]) -> int:
         deterministic=run_opts.deterministic,
         phase_checkpoints=run_opts.phase_checkpoints,
     )
-    if ns.print_config:
+    return spec, plugins, bool(ns.print_config)
+
+
+def _cmd_run(args: Sequence[str]) -> int:
+    spec, plugins, print_config = resolve_run(args)
+    if print_config:
+        from clbench.runner import resolved_toml
+
         print(resolved_toml(spec), end="")
         return 0
-    benchmark_cls(benchmark_config).check_data()  # one line, before torch and the data are loaded
+    if spec.resume and spec.out is not None and _finished(spec.out):  # after the identity checks
+        return 0
 
     from clbench import results
     from clbench.runner import run

@@ -22,7 +22,7 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -106,29 +106,9 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     device = _pick_device(spec.device)
     _seed_everything(spec.seed)
 
-    from clbench.loop import build_scenario
-    from clbench.strategy import StrategyContext, Task
-
     # Everything that can fail on bad input happens before the first file is written.
-    benchmark: Benchmark = plugins.benchmarks.get(spec.benchmark)(spec.benchmark_config)
-    task_data = check_tasks(benchmark.load_tasks(), benchmark)
-    exps = build_scenario(task_data)
-    state.tasks = [
-        Task(i, data, exps["train"][i], exps["valid"].get(i), exps["test"].get(i))
-        for i, data in enumerate(task_data, start=1)
-    ]
-    context = StrategyContext(
-        device=device,
-        backbone_factory=benchmark.backbone,
-        num_tasks=len(state.tasks),
-        benchmark=spec.benchmark,
-        run_dir=run_dir,
-        goals_dir=spec.runs_root / "goals",
-        quiet=spec.quiet or not sys.stderr.isatty(),
-    )
-    strategy: Strategy = plugins.strategies.get(spec.strategy)(spec.strategy_config, context)
+    state.tasks, strategy = _build(spec, plugins, run_dir, device)
     state.strategy = strategy
-    strategy.validate(state.tasks)
     if getattr(spec.strategy_config, "engine", "avalanche") == "device":
         from clbench.engine import check_supported
 
@@ -223,6 +203,55 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     results.atomic_write_text(run_dir / "summary.md", table + "\n")
     plugins.hook.clbench_run_end(run=state, summary=summary)
     return state
+
+
+def _build(spec: RunSpec, plugins: Plugins, run_dir: Path, device: Any) -> tuple[list[Task], Strategy]:
+    """The benchmark's tasks and the strategy, validated against them; writes nothing.
+
+    Raises:
+        UsageError: the benchmark produced no tasks; the strategy does not fit them.
+    """
+    from clbench.loop import build_scenario
+    from clbench.strategy import StrategyContext, Task
+
+    benchmark: Benchmark = plugins.benchmarks.get(spec.benchmark)(spec.benchmark_config)
+    task_data = check_tasks(benchmark.load_tasks(), benchmark)
+    if not task_data:
+        raise UsageError(f"benchmark {spec.benchmark!r} produced no tasks")
+    exps = build_scenario(task_data)
+    tasks = [
+        Task(i, data, exps["train"][i], exps["valid"].get(i), exps["test"].get(i))
+        for i, data in enumerate(task_data, start=1)
+    ]
+    context = StrategyContext(
+        device=device,
+        backbone_factory=benchmark.backbone,
+        num_tasks=len(tasks),
+        benchmark=spec.benchmark,
+        run_dir=run_dir,
+        goals_dir=spec.runs_root / "goals",
+        quiet=spec.quiet or not sys.stderr.isatty(),
+    )
+    strategy: Strategy = plugins.strategies.get(spec.strategy)(spec.strategy_config, context)
+    strategy.validate(tasks)
+    return tasks, strategy
+
+
+def prepare_goals(spec: RunSpec, plugins: Plugins) -> goal_training.goalfiles.Goals | None:
+    """Find, or with ``goals = "auto"`` train, the accuracy goals a run of ``spec`` will use,
+    without starting the run or writing its directory. Sweeps call it once per cell, one cell
+    after another, before their cells run in parallel: concurrent cells then find the goals
+    instead of training the same ones at once (clbench.sweep).
+
+    Returns the goals (None for a strategy that needs none). Raises what :func:`run` raises
+    before its first task (UsageError for goals that cannot be found or trained).
+    """
+    _seed_everything(spec.seed)
+    run_dir = spec.out if spec.out is not None else spec.runs_root
+    tasks, strategy = _build(spec, plugins, run_dir, _pick_device(spec.device))
+    if not goal_training.wants_goals(strategy):
+        return None
+    return _resolve_goals(replace(spec, resume=False), plugins, strategy, tasks, run_dir)
 
 
 def _resolve_goals(

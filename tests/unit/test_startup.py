@@ -1,4 +1,4 @@
-"""`clbench --help` and `clbench list` must not pay for torch or avalanche (time them in tests/perf)."""
+"""`clbench --help` and `clbench list` must not pay for torch, avalanche or ray (time them in tests/perf)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "avalanche", "pandas", "sklearn")
+HEAVY = ("torch", "avalanche", "pandas", "sklearn", "ray")
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,7 @@ HEAVY = ("torch", "avalanche", "pandas", "sklearn")
         ["list", "recipes"],
         ["run", "--help"],
         ["run", "--recipe", "tiny", "--help"],
+        ["sweep", "--help"],
         # Bad input is refused before any heavy import (issue 14): data root, flags, commands.
         ["run", "--benchmark", "cifar100_20", "--data-root", "/nonexistent"],
         ["run", "--benchmark", "facial4_mini", "--data-root", "/nonexistent"],
