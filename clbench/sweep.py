@@ -402,8 +402,10 @@ def _run_cells(
                 bar.set_postfix(counts, refresh=True)
                 shown = counts
     except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        # Disconnecting ends this job's tasks (Ray stops a driver's non-detached work with it).
+        # ray.cancel(force=True) on tasks that were finishing at that moment crashed the driver in
+        # Ray 2.60 ("Tried to complete task that was not pending", task_manager.cc) once in CI.
+        ray.shutdown()
         raise RunInterrupted(
             f"sweep interrupted: {bar.n} of {total} cells finished and kept in {sweep_dir}; run the same command "
             f"again to continue (unfinished cells resume from their last checkpoint)"
