@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 
 GOAL_COLUMNS = ("task", "goal", "source")
 PROVENANCE_COLUMNS = ("producer", "benchmark", "recipe", "tasks", "data_key", "config_key", "seeds")
-PUBLISHED = "published"
-# Who produces the goals a strategy asks for (upstream's baseline scripts).
-PRODUCERS = ("individual", "finetune_max", "finetune_previous", PUBLISHED)
 
 
 def config_hash(config: Any, leave_out: Iterable[str] = ()) -> str:

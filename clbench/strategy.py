@@ -111,7 +111,7 @@ class StrategyContext:
     num_tasks: int
     benchmark: str = ""
     run_dir: Path | None = None
-    goals_dir: Path | None = None  # where accuracy-goal files are written and looked up first
+    goals_dir: Path | None = None  # runs/goals: where the runner keeps keyed goal files (clbench.goals)
     quiet: bool = True
     phase_seconds: dict[str, float] = field(default_factory=dict)
     journal: PhaseJournal | None = None  # phase checkpoints of the running task (set by the runner)
