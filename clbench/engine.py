@@ -29,11 +29,9 @@ What makes it faster than the Avalanche loop (ALGORITHMS.md §6: "1 min versus 2
   ``torch.autocast(dtype=torch.bfloat16)`` (weights, gradients and optimizer state stay fp32);
   ``channels_last = true`` puts the model's 4-D tensors and the inputs in channels-last memory
   format (tensor-core convolutions on GPUs need it).
-* **Masked effective weights once per step.** ``MaskedConv2d``/``MaskedLinear`` already compute
-  ``weight × mask`` once per forward (one forward per step): the 0/1 masks derived from the
-  owner mask are cached until the owner changes (keyed by its version counter), CPG's picked
-  weight is one fused autograd function, and ``gate_gradients`` reuses cached bool masks
-  instead of recomputing the product. Nothing was left to hoist.
+* **Masked effective weights.** The masked layers' step costs are described in
+  ``clbench/nn/masked.py`` (``_TrainingPlan``, ``_PickedWeight``) and measured by
+  ``python -m clbench.throughput`` (docs/speed.md).
 
 Not built: **CUDA-graph capture** of the train step. It needs static shapes and addresses
 (the partial last batch, the pruning steps that rewrite owner masks and sync, the optimizer

@@ -8,6 +8,19 @@ from typing import Any
 import torch
 
 
+def fused_options(params: Sequence[torch.Tensor]) -> dict[str, Any]:
+    """``{"fused": True}`` when every parameter lives on a device with PyTorch's fused SGD/Adam
+    kernels (CPU, CUDA), else ``{}``.
+
+    The fused kernels make one pass over each parameter instead of the single-tensor loop's
+    four to eight (measured on this CPU over 33.6 M weights: SGD with Nesterov momentum 193 →
+    35 ms, Adam 288 → 57 ms; docs/speed.md). Fused SGD with ``weight_decay=0`` gives the same
+    bits as the single-tensor loop; fused Adam's arithmetic order differs in the last bit.
+    """
+    devices = {p.device.type for p in params}
+    return {"fused": True} if devices and devices <= {"cpu", "cuda"} else {}
+
+
 class OptimizerGroup:
     """Presents a list of optimizers as one to Avalanche's loop (``zero_grad`` / ``step``)."""
 

@@ -1,33 +1,40 @@
-"""Training throughput: clbench's device engine running CPG vs a bare PyTorch loop.
+"""Training and evaluation throughput: clbench's masked strategies against a bare PyTorch loop.
 
-Run ``python -m clbench.throughput --device cuda --batch-size 32 --steps 200 --warmup 20
---precision bf16 --channels-last``. In one process it measures images per second of
+Run ``python -m clbench.throughput`` (CPU: add ``OMP_NUM_THREADS=1`` for one thread; GPU:
+``--device cuda --precision bf16 --channels-last``). For every width (``--widths``, the VGG
+channel factor) and batch size (``--batch-sizes``) it measures, in one process, the images per
+second of
 
-(a) **bare**: a plain PyTorch loop on the plain CIFAR VGG16-BN (``vgg16_bn_cifar()`` + a linear
-    head of 5 classes): device-resident random uint8 CIFAR-shaped data, the engine's device
-    augmentation (crop with padding 4, flip) and normalisation, SGD with momentum 0.9, nothing
-    else (no metrics, no gradient gate);
-(b) **engine**: clbench's CPG training of task 2 on the masked VGG16-BN through the real
-    strategy (``CPG.run_phase``: SGD on the task's weights + Adam on its pick masks, the
-    gradient gate with manual weight decay, device-side metrics, one host sync per epoch).
-    Task 1 is not trained but registered, pruned to half and finished first, so task 2 owns
-    half of every layer and picks over the other half (as ``tests/perf/bench_masked.py``);
-(c) **engine_plain** (diagnostic): the engine training ``finetune`` on the plain VGG16-BN, which
-    separates the engine's own cost from the masked substrate's.
+* **bare**: a plain PyTorch loop on the plain CIFAR VGG16-BN (``vgg16_bn_cifar(width)`` + a
+  linear head of 5 classes): device-resident random uint8 CIFAR-shaped data, the engine's
+  device augmentation (crop with padding 4, flip) and normalisation, ``SGD(momentum=0.9)``
+  with PyTorch's defaults, nothing else;
+* **plain**: clbench's device engine training ``finetune`` on the plain VGG16-BN (the engine's
+  own cost, without the masked substrate);
+* **packnet**: the engine training PackNet's task 2 on the masked VGG16-BN (every earlier weight
+  used, the gradient gate with manual weight decay);
+* **cpg**: the engine training CPG's task 2 (SGD on the task's weights, Adam on its pick masks,
+  the gate): ``CPG.run_phase(task, "finetune", ...)``;
+* **eval_bare** / **eval_cpg**: evaluation (no augmentation, eval mode, ``no_grad``) of the bare
+  network and of CPG's finished task 1 while task 2 trains, through the engine's accuracy loop.
 
-All use the same batch size, precision and memory format; repetitions alternate (a, b, c, a, b,
-c …) so that clock or thermal drift hits each alike. The table shows each repetition, the medians and the
-ratios to bare (issue 7's goal for engine/bare: >= 0.8 on a GPU). On CUDA every timing ends with
-``torch.cuda.synchronize()``.
+For packnet and cpg, task 1 is registered, pruned to half and finished first (not trained), so
+task 2 owns half of every layer and uses or picks from the other half. Repetitions alternate
+(bare, plain, packnet, cpg, eval_bare, eval_cpg, bare, …) so that clock drift and a noisy
+neighbour hit each alike; the table shows every repetition, the median and the ratio of each
+variant's median to bare's (``eval_cpg`` to ``eval_bare``). On CUDA every timing ends with
+``torch.cuda.synchronize()``. ``tests/perf/bench_throughput.py`` runs the same variants under
+pytest-benchmark at a tiny size.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,11 +43,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.datasets.arrays import ArrayDataset, Augment
-from clbench.engine import EngineOptions, device_generator, device_tensors, epoch_batches
+from clbench.engine import EngineOptions, _accuracy, device_generator, device_tensors, epoch_batches
 from clbench.nn.backbones import vgg16_bn_cifar
 
 NUM_CLASSES = 5
 CIFAR_AUGMENT = Augment(crop_padding=4, hflip=True)
+TRAIN_VARIANTS = ("bare", "plain", "packnet", "cpg")
+EVAL_VARIANTS = ("eval_bare", "eval_cpg")
+VARIANTS = TRAIN_VARIANTS + EVAL_VARIANTS
+#: The variant each ratio is taken against.
+BASELINE = {name: "eval_bare" if name.startswith("eval") else "bare" for name in VARIANTS}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -56,13 +68,33 @@ def _cifar_like(n: int, seed: int) -> ArrayDataset:
     return ArrayDataset(images, rng.integers(0, NUM_CLASSES, n), mean=mean, std=std, augment=CIFAR_AUGMENT)
 
 
-class BareLoop:
-    """(a): the plain network in a minimal PyTorch loop over the same device-side data path."""
+def _vgg(width: float, multiplier: float = 1.0) -> nn.Module:
+    """The CIFAR VGG16-BN at channel factor ``width`` (times MaskedNet's growth multiplier)."""
+    return vgg16_bn_cifar(width * multiplier)
 
-    def __init__(self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0) -> None:
+
+class Variant(Protocol):
+    def prepare(self, steps: int) -> None: ...
+
+    def run(self) -> None: ...
+
+
+class _PlainNet(nn.Sequential):
+    """The bare network with the task-routing call the engine's accuracy loop makes."""
+
+    def activate(self, task: int) -> None:
+        pass
+
+
+class BareLoop:
+    """bare: the plain network in a minimal PyTorch loop over the same device-side data path."""
+
+    def __init__(
+        self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0, width: float = 1.0
+    ) -> None:
         torch.manual_seed(seed)
-        body = vgg16_bn_cifar()
-        self.net = nn.Sequential(body, nn.Linear(body.out_features, NUM_CLASSES)).to(device).train()
+        body = _vgg(width)
+        self.net = _PlainNet(body, nn.Linear(body.out_features, NUM_CLASSES)).to(device).train()
         if options.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=1e-2, momentum=0.9)
@@ -86,12 +118,25 @@ class BareLoop:
         _synchronize(self.device)
 
 
+class BareEval(BareLoop):
+    """eval_bare: the plain network evaluated through the engine's accuracy loop."""
+
+    def run(self) -> None:
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                _accuracy(self.net, 1, self.data, self.batch_size, self.options, self.device)
+        finally:
+            self.net.train()
+        _synchronize(self.device)
+
+
 def _random_task(index: int, n: int, seed: int) -> Any:
     from clbench.benchmark import TaskData
     from clbench.strategy import Task
 
     train = _cifar_like(n, seed + index)
-    data = TaskData(f"random{index}", [str(c) for c in range(NUM_CLASSES)], train, None, None)
+    data = TaskData(f"random{index}", [str(c) for c in range(NUM_CLASSES)], train, None, train)
     return Task(index, data, train_exp=None)
 
 
@@ -101,8 +146,8 @@ class _EngineVariant:
     strategy: Any
     task_index = 1  # the task each run trains
 
-    def __init__(self, device: torch.device, batch_size: int, seed: int) -> None:
-        self.device, self.batch_size, self.seed = device, batch_size, seed
+    def __init__(self, device: torch.device, batch_size: int, seed: int, width: float) -> None:
+        self.device, self.batch_size, self.seed, self.width = device, batch_size, seed, width
 
     def _build(self, strategy_cls: type, options: EngineOptions, num_tasks: int) -> Any:
         """``strategy_cls`` on the device engine with the measured batch size and options."""
@@ -112,10 +157,12 @@ class _EngineVariant:
         config = strategy_cls.Config(
             engine="device",
             batch_size=self.batch_size,
+            eval_batch_size=self.batch_size,
             precision=options.precision,
             channels_last=options.channels_last,
         )
-        context = StrategyContext(device=self.device, backbone_factory=vgg16_bn_cifar, num_tasks=num_tasks)
+        factory = functools.partial(_vgg, self.width)
+        context = StrategyContext(device=self.device, backbone_factory=factory, num_tasks=num_tasks)
         return strategy_cls(config, context)
 
     def prepare(self, steps: int) -> None:
@@ -133,21 +180,32 @@ class _EngineVariant:
         raise NotImplementedError
 
 
-class EngineCPG(_EngineVariant):
-    """(b): clbench's engine training CPG's task 2 (picking on) on the masked VGG16-BN."""
+class _EngineMasked(_EngineVariant):
+    """A masked strategy's task 2: task 1 is registered, pruned to half and finished first."""
 
     task_index = 2
 
-    def __init__(self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0) -> None:
+    def __init__(
+        self, strategy_cls: type, device: torch.device, batch_size: int, options: EngineOptions, seed: int, width: float
+    ) -> None:
+        super().__init__(device, batch_size, seed, width)
+        self.strategy = self._build(strategy_cls, options, num_tasks=2)
+        self.first = _random_task(1, batch_size, seed)
+        self.strategy.before_task(self.first)
+        self.strategy.model.prune(0.5)  # task 2 then owns half of each layer, uses the other half
+        self.strategy.after_task(self.first)
+        self.strategy.before_task(_random_task(2, batch_size, seed))
+
+
+class EngineCPG(_EngineMasked):
+    """cpg: clbench's engine training CPG's task 2 (picking on) on the masked VGG16-BN."""
+
+    def __init__(
+        self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0, width: float = 1.0
+    ) -> None:
         from clbench_plugins.cpg import CPG
 
-        super().__init__(device, batch_size, seed)
-        self.strategy = self._build(CPG, options, num_tasks=2)
-        first = _random_task(1, batch_size, seed)
-        self.strategy.before_task(first)
-        self.strategy.model.prune(0.5)  # task 2 then owns half of each layer and picks from the rest
-        self.strategy.after_task(first)
-        self.strategy.before_task(_random_task(2, batch_size, seed))
+        super().__init__(CPG, device, batch_size, options, seed, width)
 
     def train(self, task: Any) -> None:
         # CPG's finetune phase: SGD on the task's weights, Adam on its pick masks, the gate.
@@ -155,14 +213,45 @@ class EngineCPG(_EngineVariant):
         self.strategy.run_phase(task, "finetune", 1, cfg.lr, lr_mask=cfg.lr_mask)
 
 
-class EnginePlain(_EngineVariant):
-    """(c) diagnostic: the engine training ``finetune`` on the plain VGG16-BN (a head per task):
-    the engine's own cost beside (a), without the masked substrate's."""
+class EnginePackNet(_EngineMasked):
+    """packnet: clbench's engine training PackNet's task 2 (every earlier weight used)."""
 
-    def __init__(self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0) -> None:
+    def __init__(
+        self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0, width: float = 1.0
+    ) -> None:
+        from clbench_plugins.packnet import PackNet
+
+        super().__init__(PackNet, device, batch_size, options, seed, width)
+
+    def train(self, task: Any) -> None:
+        self.strategy.run_phase(task, "train", 1, self.strategy.config.lr)
+
+
+class EvalCPG(EngineCPG):
+    """eval_cpg: CPG's finished task 1 evaluated while task 2 trains (the engine's accuracy loop)."""
+
+    def prepare(self, steps: int) -> None:
+        self.task = _random_task(1, steps * self.batch_size, self.seed)
+        self.task.data.test = self.task.data.train
+        device_tensors(self.task.data.test, self.device)
+
+    def run(self) -> None:
+        from clbench.engine import evaluate_on_device
+
+        evaluate_on_device(self.strategy, [self.task], "test", self.batch_size)
+        _synchronize(self.device)
+
+
+class EnginePlain(_EngineVariant):
+    """plain: the engine training ``finetune`` on the plain VGG16-BN (a head per task): the
+    engine's own cost beside bare, without the masked substrate's."""
+
+    def __init__(
+        self, device: torch.device, batch_size: int, options: EngineOptions, seed: int = 0, width: float = 1.0
+    ) -> None:
         from clbench_baselines.finetune import Finetune
 
-        super().__init__(device, batch_size, seed)
+        super().__init__(device, batch_size, seed, width)
         self.strategy = self._build(Finetune, options, num_tasks=1)
         self.strategy.before_task(_random_task(1, batch_size, seed))
 
@@ -170,14 +259,18 @@ class EnginePlain(_EngineVariant):
         self.strategy.train(task, epochs=1)
 
 
-class Variant(Protocol):
-    def prepare(self, steps: int) -> None: ...
-
-    def run(self) -> None: ...
+BUILDERS: dict[str, Callable[..., Variant]] = {
+    "bare": BareLoop,
+    "plain": EnginePlain,
+    "packnet": EnginePackNet,
+    "cpg": EngineCPG,
+    "eval_bare": BareEval,
+    "eval_cpg": EvalCPG,
+}
 
 
 def time_run(variant: Variant, steps: int, batch_size: int) -> float:
-    """Images per second of ``steps`` training steps (``run`` ends with a device synchronisation)."""
+    """Images per second of ``steps`` steps (``run`` ends with a device synchronisation)."""
     variant.prepare(steps)
     start = time.perf_counter()
     variant.run()
@@ -185,22 +278,26 @@ def time_run(variant: Variant, steps: int, batch_size: int) -> float:
 
 
 def measure(
-    device: torch.device, batch_size: int, steps: int, warmup: int, repeats: int, options: EngineOptions
+    device: torch.device,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    options: EngineOptions,
+    width: float = 1.0,
+    variants: Sequence[str] = VARIANTS,
 ) -> dict[str, list[float]]:
-    """Images/s of the bare loop, the engine on CPG and the engine on the plain network,
-    ``repeats`` times each, alternating."""
-    variants: dict[str, Variant] = {
-        "bare": BareLoop(device, batch_size, options),
-        "engine": EngineCPG(device, batch_size, options),
-        "engine_plain": EnginePlain(device, batch_size, options),
-    }
-    for variant in variants.values():
+    """Images/s of each variant, ``repeats`` times each, alternating (evaluation variants run
+    ``4 × steps`` batches: a step of evaluation is about a quarter of a training step)."""
+    built = {name: BUILDERS[name](device, batch_size, options, width=width) for name in variants}
+    counts = {name: 4 * steps if name.startswith("eval") else steps for name in variants}
+    for variant in built.values():
         if warmup:
-            time_run(variant, warmup, batch_size)  # cudnn autotuning, allocator, first-call costs
+            time_run(variant, warmup, batch_size)  # allocator, first-call costs, cudnn autotuning
     found: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
-        for name, variant in variants.items():
-            found[name].append(time_run(variant, steps, batch_size))
+        for name, variant in built.items():
+            found[name].append(time_run(variant, counts[name], batch_size))
     return found
 
 
@@ -210,53 +307,70 @@ def device_name(device: torch.device) -> str:
     return f"cpu {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def report(found: dict[str, list[float]], header: dict[str, Any]) -> str:
-    lines = [f"{key}: {value}" for key, value in header.items()]
-    repeats = len(found["bare"])
-    lines.append("")
-    lines.append("| variant | " + " | ".join(f"rep {i + 1}" for i in range(repeats)) + " | median |")
-    lines.append("|---" * (repeats + 2) + "|")
+def ratios(found: dict[str, list[float]]) -> dict[str, float]:
+    """Each variant's median img/s over its baseline's (bare, or eval_bare for evaluation)."""
+    return {
+        name: statistics.median(values) / statistics.median(found[BASELINE[name]])
+        for name, values in found.items()
+        if BASELINE[name] in found
+    }
+
+
+def report(found: dict[str, list[float]], title: str) -> str:
+    """A markdown table: img/s of each repetition, the median and the ratio of medians."""
+    repeats = len(next(iter(found.values())))
+    lines = [f"### {title}", ""]
+    lines.append("| variant | " + " | ".join(f"rep {i + 1}" for i in range(repeats)) + " | median img/s | ratio |")
+    lines.append("|---" * (repeats + 3) + "|")
+    ratio = ratios(found)
     for name, values in found.items():
         cells = " | ".join(f"{v:,.1f}" for v in values)
-        lines.append(f"| {name} | {cells} | {statistics.median(values):,.1f} |")
-    for name in ("engine", "engine_plain"):
-        ratios = [b / a for a, b in zip(found["bare"], found[name], strict=True)]
-        cells = " | ".join(f"{r:.3f}" for r in ratios)
-        median = statistics.median(found[name]) / statistics.median(found["bare"])
-        lines.append(f"| {name}/bare | {cells} | {median:.3f} |")
-    lines += ["", "img/s per repetition; median column: the median img/s, and for the ratio rows the ratio of medians"]
+        against = f"{ratio[name]:.3f} × {BASELINE[name]}" if name in ratio else "-"
+        lines.append(f"| {name} | {cells} | {statistics.median(values):,.1f} | {against} |")
     return "\n".join(lines)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clbench.throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per repetition")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per variant before the first repetition")
-    parser.add_argument("--repeats", type=int, default=3, help="repetitions of each variant, alternating")
+    parser.add_argument("--widths", type=_floats, default=[1.0, 0.25], help="VGG channel factors, e.g. 1,0.25")
+    parser.add_argument("--batch-sizes", type=_ints, default=[32, 128], help="e.g. 32,128")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"a subset of {','.join(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per repetition")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before the first repetition")
+    parser.add_argument("--repeats", type=int, default=5, help="repetitions of each variant, alternating")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args(argv)
-    if args.batch_size < 2 or args.steps < 1 or args.repeats < 1 or args.warmup < 0:
-        parser.error("need --batch-size >= 2, --steps >= 1, --repeats >= 1, --warmup >= 0")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if min(args.batch_sizes, default=0) < 2 or args.steps < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error("need --batch-sizes >= 2, --steps >= 1, --repeats >= 1, --warmup >= 0")
+    if not args.widths or min(args.widths) <= 0:
+        parser.error("--widths must be positive")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     device = torch.device(args.device)
     options = EngineOptions(precision=args.precision, channels_last=args.channels_last)
-    found = measure(device, args.batch_size, args.steps, args.warmup, args.repeats, options)
-    header = {
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "settings": (
-            f"batch {args.batch_size}, {args.steps} steps x {args.repeats} repetitions (warmup {args.warmup}), "
-            f"precision {args.precision}, channels_last {args.channels_last}"
-        ),
-        "bare": "plain VGG16-BN + linear head, device data + augmentation, SGD momentum 0.9",
-        "engine": "clbench device engine, CPG task 2 on the masked VGG16-BN (pick on, half owned)",
-        "engine_plain": "clbench device engine, finetune on the plain VGG16-BN (the engine's own cost)",
-    }
-    print(report(found, header))  # noqa: T201 - the table is this command's output
+    print(f"device: {device_name(device)}; torch {torch.__version__}")  # noqa: T201 - the report
+    print(  # noqa: T201
+        f"{args.steps} training steps (evaluation: {4 * args.steps} batches) × {args.repeats} repetitions, "
+        f"warmup {args.warmup}, precision {args.precision}, channels_last {args.channels_last}\n"
+    )
+    for width in args.widths:
+        for batch_size in args.batch_sizes:
+            found = measure(device, batch_size, args.steps, args.warmup, args.repeats, options, width, variants)
+            print(report(found, f"width {width:g}, batch {batch_size}") + "\n", flush=True)  # noqa: T201
     return 0
 
 

@@ -103,37 +103,48 @@ class Binarizer(torch.autograd.Function):
 
 
 class _PickedWeight(torch.autograd.Function):
-    """``weight * (own + earlier * Binarizer(piggymask))`` fused: the CPG training hot path.
+    """The training task's effective weight under a learned pick mask: ``weight * mask`` with
+    ``mask = piggymask > thresholds`` (CPG training hot path, §1.1, §1.3).
 
-    Same values and straight-through gradients as composing ``Binarizer``, ``where`` and ``*``,
-    but with half the weight-sized temporaries: on CPU every fresh large tensor costs page
-    faults, which made the unfused mask cost more than the FC layers it masks.
+    ``thresholds`` is ``-inf`` on the task's own weights, the binarizer threshold on earlier
+    tasks' weights and ``+inf`` elsewhere, so one compare gives ``own | (earlier & pick)``:
+    the same mask, values and straight-through gradients as composing ``Binarizer``, ``where``
+    and ``*`` (``test_fused_pick_path_equals_binarizer_composition``), with two passes over the
+    weight instead of five.
+
+    Backward returns the incoming gradient for ``weight`` unmultiplied: the gate
+    (``gate_gradients``) keeps only the task's own entries, where the mask is 1, so the product
+    would change nothing it keeps. The pick gradient is ``grad * frozen`` with ``frozen =
+    weight * earlier``, the straight-through ``grad * weight`` already gated to earlier weights.
     """
 
     @staticmethod
-    def forward(
-        ctx: Any,
-        weight: Tensor,
-        piggymask: Tensor,
-        own: Tensor,
-        earlier: Tensor,
-        threshold: float,
-    ) -> Tensor:
-        mask = (piggymask > threshold).to(weight.dtype)
-        mask.mul_(earlier).add_(own)  # own and earlier are disjoint 0/1 masks
-        ctx.save_for_backward(weight, mask, earlier)
+    def forward(ctx: Any, weight: Tensor, piggymask: Tensor, thresholds: Tensor, frozen: Tensor) -> Tensor:
+        mask = torch.empty_like(weight)
+        torch.gt(piggymask, thresholds, out=mask)
+        ctx.save_for_backward(frozen)
+        return mask.mul_(weight)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (frozen,) = ctx.saved_tensors
+        grad_pick = grad * frozen if ctx.needs_input_grad[1] else None
+        return grad, grad_pick, None, None
+
+
+class _FixedMaskWeight(torch.autograd.Function):
+    """``weight * mask`` for a fixed 0/1 ``mask`` (PackNet/PAE, or CPG while its pick mask is
+    frozen); backward passes the gradient through for the gate to restrict (see ``_PickedWeight``)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, mask: Tensor) -> Tensor:
         return weight * mask
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        weight, mask, earlier = ctx.saved_tensors
-        grad_weight = grad * mask if ctx.needs_input_grad[0] else None
-        grad_pick = None
-        if ctx.needs_input_grad[1]:
-            grad_pick = grad * weight  # STE: d mask / d piggymask = 1 where it is used
-            grad_pick.mul_(earlier)
-        return grad_weight, grad_pick, None, None, None
+        return grad, None
 
 
 def pack_bits(mask: Tensor) -> Tensor:
@@ -251,6 +262,38 @@ class _TaskModule(nn.Module):
         raise NotImplementedError
 
 
+@dataclass
+class _TrainingPlan:
+    """Float masks of the training task over one layer's weight (all shaped like the weight).
+
+    ``own``: 1 on the task's weights (the gate). ``mask``: the fixed 0/1 mask of pick modes
+    "all"/"none"; ``dense`` when it is all ones. ``thresholds``/``frozen``: the learned pick
+    path (``_PickedWeight``): -inf / binarizer threshold / +inf on own / earlier / other weights,
+    and ``weight * earlier`` (earlier tasks' weights never change while the owner mask stands).
+    Float products instead of bool indexing: on CPU ``masked_fill_`` with a scattered bool mask
+    costs about 7 times a multiply.
+    """
+
+    own: Tensor
+    mask: Tensor | None = None
+    dense: bool = False
+    thresholds: Tensor | None = None
+    frozen: Tensor | None = None
+
+    @classmethod
+    def build(cls, layer: _MaskedLayer, task: int) -> _TrainingPlan:
+        owner, dtype = layer.owner, layer.weight.dtype
+        own = owner == task
+        if layer.piggymask is None:
+            fixed = layer.effective_mask(task)
+            return cls(own.to(dtype), mask=fixed.to(dtype), dense=bool(fixed.all()))
+        earlier = (owner >= 1) & (owner < task)
+        thresholds = torch.full_like(layer.weight, math.inf, dtype=dtype)
+        thresholds.masked_fill_(earlier, DEFAULT_THRESHOLD).masked_fill_(own, -math.inf)
+        frozen = layer.weight.detach() * earlier
+        return cls(own.to(dtype), thresholds=thresholds, frozen=frozen)
+
+
 class _MaskedLayer(_TaskModule):
     """Shared weight + owner mask + per-task bias + per-task pick mask (§1.1-§1.4)."""
 
@@ -272,6 +315,7 @@ class _MaskedLayer(_TaskModule):
         self.register_parameter("piggymask", None)
         self.task_shapes: dict[int, tuple[int, ...]] = {}
         self.task_modes: dict[int, str] = {}
+        self._train_picks = True  # MaskedNet.train_picks
 
     # ----------------------------------------------------------------- forward
     def _task_shape(self, task: int) -> tuple[int, ...]:
@@ -302,41 +346,62 @@ class _MaskedLayer(_TaskModule):
             pick = unpack_bits(packed, shape)
         return own | (earlier & pick)
 
+    def _training_plan(self, task: int) -> _TrainingPlan:
+        """The training task's float masks, rebuilt whenever the owner mask changes (begin_task,
+        prune, load_state_dict) or the layer is replaced (expand, restore)."""
+        key = (task, self.owner, self.owner._version, self.weight, self.weight.dtype, self.piggymask is not None)
+        return self._cached("train", key, lambda: _TrainingPlan.build(self, task))
+
     def _effective_params(self) -> tuple[Tensor, Tensor | None]:
         task = self._require_active()
         bias = self.biases[str(task)] if self.bias_seed is not None else None
-        pm = self.piggymask
-        if task == self._training_task and pm is not None:
-            own, earlier = self._cached(
-                "train",
-                (task, self.owner, self.owner._version, self.weight.dtype),
-                lambda: (
-                    (self.owner == task).to(self.weight.dtype),
-                    ((self.owner >= 1) & (self.owner < task)).to(self.weight.dtype),
-                ),
-            )
-            # The current task always uses its own weights: the pick only touches earlier ones.
-            weight = _PickedWeight.apply(self.weight, pm, own, earlier, DEFAULT_THRESHOLD)
-            return weight, bias
-        packed = self._pick_buffer(task)
-        mask = self._cached(
-            "forward",
-            (
-                task,
-                self._training_task,
-                self.owner,
-                self.owner._version,
-                packed,
-                -1 if packed is None else packed._version,
-                self.weight.dtype,
-            ),
-            lambda: self.effective_mask(task).to(self.weight.dtype),
+        if torch.is_grad_enabled():
+            if task == self._training_task:
+                return self._training_weight(task), bias
+            packed = self._pick_buffer(task)
+            key = (task, self.owner, self.owner._version, packed, -1 if packed is None else packed._version)
+            mask = self._cached("forward", key, lambda: self.effective_mask(task).to(self.weight.dtype))
+            return self.weight[_region(mask.shape)] * mask, bias
+        # Evaluation: the masked weight itself is cached until the weight, the owner mask or the
+        # pick mask changes, so evaluating costs what the plain layer costs.
+        pm = self.piggymask if task == self._training_task else self._pick_buffer(task)
+        key = (
+            task,
+            self._training_task,
+            self.owner,
+            self.owner._version,
+            self.weight,
+            self.weight._version,
+            pm,
+            -1 if pm is None else pm._version,
         )
-        # Slicing to the task's own shape keeps old tasks bit-identical after growth.
-        return self.weight[_region(mask.shape)] * mask, bias
+        return self._cached("eval", key, lambda: self._masked_weight(task)), bias
+
+    def _masked_weight(self, task: int) -> Tensor:
+        """``weight * M_task`` at the task's own shape: slicing to it keeps old tasks
+        bit-identical after growth."""
+        mask = self.effective_mask(task).to(self.weight.dtype)
+        return self.weight.detach()[_region(mask.shape)] * mask
+
+    def _training_weight(self, task: int) -> Tensor:
+        plan = self._training_plan(task)
+        pm = self.piggymask
+        if pm is not None and self._train_picks:
+            return _PickedWeight.apply(self.weight, pm, plan.thresholds, plan.frozen)
+        if pm is not None:
+            # A frozen pick mask (prune stages): one fixed mask per pick-mask version.
+            key = (task, self.owner, self.owner._version, pm, pm._version, self.weight.dtype)
+            mask = self._cached("frozen_pick", key, lambda: self.effective_mask(task).to(self.weight.dtype))
+            return _FixedMaskWeight.apply(self.weight, mask)
+        if plan.dense:
+            # Every entry is the task's own or an earlier one it uses (no released weights yet):
+            # the masked weight is the weight, and the gate restricts its gradient.
+            return self.weight
+        return _FixedMaskWeight.apply(self.weight, plan.mask)
 
     # -------------------------------------------------------- task lifecycle
     def _begin(self, task: int, pick: str) -> None:
+        self._cache.clear()  # weight-sized masks and products of the last task
         with torch.no_grad():
             self.owner.masked_fill_(self.owner == 0, task)  # §1.2: a new task claims free weights
         self.task_modes[task] = pick
@@ -346,6 +411,7 @@ class _MaskedLayer(_TaskModule):
             self.piggymask = nn.Parameter(torch.full_like(self.weight, PICK_INIT))
 
     def _finish(self, task: int) -> None:
+        self._cache.clear()
         self.task_shapes[task] = tuple(self.weight.shape)
         if self.piggymask is not None:
             bits = pack_bits(self.piggymask.detach() > DEFAULT_THRESHOLD)
@@ -359,24 +425,21 @@ class _MaskedLayer(_TaskModule):
                 self.bias_seed.copy_(bias)
 
     def _gate(self, weight_decay: float, train_pick: bool) -> None:
-        task = self._training_task
-        not_own, not_earlier = self._cached(
-            "gate",
-            (task, self.owner, self.owner._version),
-            lambda: (self.owner != task, (self.owner == 0) | (self.owner >= task)),
-        )
+        own = self._training_plan(self._training_task).own  # type: ignore[arg-type]
         with torch.no_grad():
             grad = self.weight.grad
             if grad is not None:
                 if weight_decay:
                     grad.add_(self.weight, alpha=weight_decay)  # decay first, then gate (§1.4)
-                grad.masked_fill_(not_own, 0.0)
+                # A float product, not masked_fill_: bit-identical on own entries (x·1 = x) and 7×
+                # faster on CPU. A non-finite gradient would reach frozen weights as NaN (0·inf);
+                # the run then stops with NonFiniteLossError and the phase is never saved.
+                grad.mul_(own)
             pm = self.piggymask
-            if pm is not None and pm.grad is not None:
-                if train_pick:
-                    pm.grad.masked_fill_(not_earlier, 0.0)
-                else:
-                    pm.grad.zero_()
+            # Pick gradients come only from _PickedWeight, exactly zero off earlier weights, and
+            # pick entries there are never read (their thresholds are ±inf): nothing to gate.
+            if pm is not None and pm.grad is not None and not train_pick:
+                pm.grad.zero_()
 
     def _prune(self, task: int, ratio: float) -> tuple[int, int]:
         """CPG ``_pruning_mask`` (§1.6); returns (free, candidates) after pruning."""
@@ -729,6 +792,7 @@ class MaskedNet(nn.Module):
         self.tasks: dict[int, TaskInfo] = {}
         self.training_task: int | None = None
         self.active_task: int | None = None
+        self._train_picks = True
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], backbone_factory: Callable[[float], nn.Module]) -> MaskedNet:
@@ -771,6 +835,24 @@ class MaskedNet(nn.Module):
     def _broadcast(self) -> None:
         for _, module in self._task_modules():
             module._set_tasks(self.active_task, self.training_task)
+            if isinstance(module, _MaskedLayer):
+                module._train_picks = self._train_picks
+
+    @property
+    def train_picks(self) -> bool:
+        """Whether the training task's pick masks get gradients (default ``True``).
+
+        Set it to ``False`` for phases that keep the pick mask fixed (CPG's prune stages, §1.3):
+        the forward then uses the binarized mask as a constant, no pick gradient is computed,
+        and an optimizer over ``pick_parameters()`` leaves them unchanged (a ``None`` gradient
+        is skipped), whatever optimizer the strategy builds.
+        """
+        return self._train_picks
+
+    @train_picks.setter
+    def train_picks(self, value: bool) -> None:
+        self._train_picks = bool(value)
+        self._broadcast()
 
     def _guard(self, method: str, needed: MaskedNet.State) -> None:
         if self.state is not needed:
@@ -866,8 +948,9 @@ class MaskedNet(nn.Module):
         """Call between ``backward()`` and ``step()`` (§1.3, §1.4).
 
         Adds ``weight_decay * W`` to every masked weight's gradient, then zeroes it wherever
-        ``owner != training task``; zeroes piggymask gradients outside earlier tasks' weights
-        (all of them with ``train_pick=False``, as upstream's prune stage does).
+        ``owner != training task``. Piggymask gradients are zero outside earlier tasks' weights
+        by construction (``_PickedWeight``); ``train_pick=False`` zeroes all of them, as
+        upstream's prune stage does (``train_picks = False`` skips computing them at all).
         """
         self._guard("gate_gradients", self.State.TRAINING)
         for _, layer in self._layers():
