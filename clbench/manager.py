@@ -105,7 +105,7 @@ class PluginInfo:
     provider: str
     version: str
     hooks: list[str] = field(default_factory=list)
-    status: str = "ok"  # "ok", "broken: <error>" or "disabled"
+    status: str = "ok"  # "ok", "BROKEN (<stage>)" (the error goes to stderr) or "disabled (...)"
 
 
 @dataclass
@@ -135,7 +135,7 @@ class Plugins:
             out.append(PluginInfo(name, origin.describe(), origin.version or "-", hooks))
         for bad in self.broken:
             o = bad.origin
-            out.append(PluginInfo(o.plugin, o.describe(), o.version or "-", [], f"BROKEN ({bad.stage}): {bad.error}"))
+            out.append(PluginInfo(o.plugin, o.describe(), o.version or "-", [], f"BROKEN ({bad.stage})"))
         for o in self.disabled:
             out.append(PluginInfo(o.plugin, o.describe(), o.version or "-", [], f"disabled ({DISABLE_ENV})"))
         return sorted(out, key=lambda p: p.name)

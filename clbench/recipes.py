@@ -143,7 +143,7 @@ class RecipeBook:
         own = bench_cls.recipes.get(recipe, {})
         keep = set(getattr(strategy_cls, "own_defaults", ()))
         common = {k: v for k, v in own.get("*", {}).items() if k in fields and k not in keep}
-        out = [Layer(common, f'recipe {recipe} "*"')]
+        out = [Layer(common, f"recipe {recipe}")]
         contributed = self.entry(bench_cls.name, recipe, strategy)
         if contributed is not None:
             out.append(Layer(dict(contributed.values), f"recipe {recipe}, from {contributed.provider}"))
@@ -179,7 +179,8 @@ def catch_all_notes(
     for name, value in layers[0].values.items():
         if name in mine and name not in later and mine[name] != value:
             notes[name] = (
-                f"{layers[0].origin} sets {strategy}.{name} = {value!r}, replacing the strategy's own default "
+                f'{layers[0].origin} (catch-all "*") sets {strategy}.{name} = {value!r}, replacing the strategy\'s '
+                f"own default "
                 f"{mine[name]!r} (a strategy keeps it by listing {name!r} in own_defaults)"
             )
     return notes
