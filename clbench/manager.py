@@ -334,6 +334,14 @@ class _Loader:
     ) -> None:
         for hook_name, args in sorted(calls, key=lambda c: c[0] == "clbench_register_recipes"):
             if hook_name == "clbench_register_recipes":
+                strategy = args[2]
+                owner = strategies.entry(strategy).provider if strategy in strategies else None
+                if owner != provider:
+                    raise RegistryError(
+                        f"{provider} added recipe entries for strategy {strategy!r}, which "
+                        + (f"{owner} registers" if owner else "it does not register")
+                        + ": a plugin adds recipe entries for its own strategies only"
+                    )
                 recipes.add(*args, provider=provider, benchmarks=benchmarks)
                 continue
             (cls,) = args

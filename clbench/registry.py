@@ -42,6 +42,11 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         return self.entry(name).obj
 
+    def get_or_none(self, name: str) -> T | None:
+        """The object registered as ``name``, or None."""
+        entry = self._entries.get(name)
+        return entry.obj if entry is not None else None
+
     def entry(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]

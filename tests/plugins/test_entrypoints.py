@@ -96,7 +96,7 @@ def _env_with(site: Path) -> dict[str, str]:
 
 
 def test_installed_example_package_is_discovered_and_listed(tmp_path):
-    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example"})
+    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example.feature_extraction"})
     out = subprocess.run(
         [sys.executable, "-m", "clbench.cli", "list", "strategies"],
         env=_env_with(tmp_path),
@@ -109,7 +109,7 @@ def test_installed_example_package_is_discovered_and_listed(tmp_path):
 
 
 def test_disable_env_blocks_an_entry_point(tmp_path):
-    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example"})
+    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example.feature_extraction"})
     env = _env_with(tmp_path) | {"CLBENCH_DISABLE_PLUGINS": "example"}
     out = subprocess.run(
         [sys.executable, "-m", "clbench.cli", "list", "strategies"], env=env, capture_output=True, text=True, check=True
@@ -119,7 +119,7 @@ def test_disable_env_blocks_an_entry_point(tmp_path):
 
 @pytest.mark.slow
 def test_example_plugin_runs_end_to_end_through_clbench_run(tmp_path):
-    fake_distribution(tmp_path / "site", "clbench-example", "0.1.0", {"example": "clbench_example"})
+    fake_distribution(tmp_path / "site", "clbench-example", "0.1.0", {"example": "clbench_example.feature_extraction"})
     out_dir = tmp_path / "run"
     proc = subprocess.run(
         [
