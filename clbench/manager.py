@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from clbench import config as cfg
 from clbench import hookspecs
 from clbench.errors import ClbenchError, RegistryError, UsageError
 from clbench.recipes import RecipeBook
@@ -342,6 +343,14 @@ class _Loader:
                         + (f"{owner} registers" if owner else "it does not register")
                         + ": a plugin adds recipe entries for its own strategies only"
                     )
+                if owner is not None:
+                    fields = cfg.fields_of(strategies.get(strategy).Config)
+                    unknown = sorted({str(k).replace("-", "_") for k in args[3]} - set(fields))
+                    if unknown:
+                        raise RegistryError(
+                            f"{provider}: recipe entry {args[0]}/{args[1]}/{strategy} sets {unknown}, which are "
+                            f"not fields of {strategy}'s Config"
+                        )
                 recipes.add(*args, provider=provider, benchmarks=benchmarks)
                 continue
             (cls,) = args

@@ -73,6 +73,7 @@ def test_own_defaults_are_left_alone_by_the_catch_all():
         (("digits", "tiny", "finetune", {"lr": 1.0}), "its own strategies only"),
         (("digits", "tiny", "big_batch", {"lr": 1.0}), "registered twice"),
         (("digits", "brand_new", "big_batch", {"lr": 1.0}), "without a note"),
+        (("digits", "tiny", "big_batch", {"lr_mask": 1.0}), r"sets \['lr_mask'\], which are not fields"),
     ],
 )
 def test_entries_a_plugin_may_not_add(entry, message):
