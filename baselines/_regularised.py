@@ -13,6 +13,7 @@ class Regularised(Strategy):
     """Finetune (a shared ``MultiHeadNet``, SGD, a fresh optimizer per task) plus the Avalanche
     plugin returned by :meth:`make_plugin`, created once and reused by every training loop."""
 
+    kind = "regularisation"
     _plugins: list[Any] | None = None
 
     def make_plugin(self) -> Any:

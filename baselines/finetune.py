@@ -22,4 +22,5 @@ class Finetune(Strategy):
     """One network, a new head per task, no protection against forgetting (lower bound)."""
 
     name = "finetune"
+    kind = "shared"
     Config = FinetuneConfig

@@ -94,6 +94,7 @@ class Individual(Strategy):
     """One network per task, from scratch (upper reference; writes the accuracy goals)."""
 
     name = "individual"
+    kind = "individual"
     Config = IndividualConfig
     produces_goals: ClassVar[str] = "individual"  # the producer name in goal files (clbench.goals)
 

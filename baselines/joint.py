@@ -143,6 +143,7 @@ class _Joint(Strategy):
     """Shared backbone + a head per task, trained jointly on every task seen so far."""
 
     mode: ClassVar[str] = ""
+    kind = "joint"
     Config = JointConfig
     supports_triplets: ClassVar[bool] = False  # only one-task batches can carry (B, 3, C, H, W) triplets
 

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from clbench import __version__
 from clbench import config as cfg
-from clbench.errors import ClbenchError, RunInterrupted, UsageError
-from clbench.experiment import recipe_layers
+from clbench.errors import ClbenchError, RegistryError, RunInterrupted, UsageError
 
 if TYPE_CHECKING:
     from clbench.manager import Plugins
@@ -131,9 +130,7 @@ def _cmd_list(args: Sequence[str]) -> int:
     parser.add_argument("what", nargs="?", choices=("strategies", "benchmarks", "recipes", "plugins"), default=None)
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE", help="also load this plugin file")
     ns = parser.parse_args(args)
-    from clbench.manager import load_plugins
-
-    plugins = load_plugins(files=ns.plugin)
+    plugins = load_plugins(ns.plugin)
     sections = [ns.what] if ns.what else ["strategies", "benchmarks", "recipes", "plugins"]
     for i, section in enumerate(sections):
         if len(sections) > 1:
@@ -141,8 +138,8 @@ def _cmd_list(args: Sequence[str]) -> int:
         if section == "recipes":
             print(_columns(("benchmark", "recipe (* default)", "purpose and cost"), _recipe_rows(plugins)))
         elif section == "plugins":
-            rows = [(p.name, p.version, ", ".join(p.hooks), p.provider) for p in plugins.info()]
-            print(_columns(("name", "version", "hooks", "provider"), rows))
+            rows = [(p.name, p.version, p.status, ", ".join(p.hooks), p.provider) for p in plugins.info()]
+            print(_columns(("name", "version", "status", "hooks", "provider"), rows))
         else:
             registry = plugins.strategies if section == "strategies" else plugins.benchmarks
             rows = [(e.name, e.description, e.provider) for e in registry]
@@ -150,15 +147,29 @@ def _cmd_list(args: Sequence[str]) -> int:
     return 0
 
 
-def _recipe_rows(plugins: Any) -> list[tuple[str, str, str]]:
-    """One row per recipe of every benchmark: its purpose and cost; the default marked."""
+def _recipe_rows(plugins: Plugins) -> list[tuple[str, str, str]]:
+    """One row per recipe of every benchmark: its purpose and cost, the default marked, and the
+    strategies plugins added entries for."""
     rows = []
     for entry in plugins.benchmarks:
         bench = entry.obj
-        for name in bench.recipes:
+        for name in plugins.recipes.names(bench):
             mark = " *" if name == bench.default_recipe else ""
-            rows.append((entry.name, name + mark, bench.recipe_notes.get(name, "(no description)")))
+            added = sorted(e.strategy for e in plugins.recipes.contributed(bench, name))
+            extra = f" [plugin entries: {', '.join(added)}]" if added else ""
+            rows.append((entry.name, name + mark, plugins.recipes.note(bench, name) + extra))
     return rows
+
+
+def load_plugins(files: Sequence[str | Path] = ()) -> Plugins:
+    """The installed plugins plus ``files``; one line on stderr per plugin that could not load
+    (the command goes on without it)."""
+    from clbench.manager import load_plugins as load
+
+    plugins = load(files=files)
+    for broken in plugins.broken:
+        print(f"clbench: plugin error: {broken.line()}", file=sys.stderr)
+    return plugins
 
 
 def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -345,22 +356,25 @@ def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
         UsageError: bad input (unknown strategy, benchmark, section, option or value).
     """
     first, _ = _phase_one_parser().parse_known_args(args)
+    recorded: dict[str, Any] = {}
     if first.resume is not None:
         if first.config is not None:
             raise UsageError("--resume continues a run with its own config.toml; do not also pass -c")
         first.config = first.resume / "config.toml"
         if not first.config.is_file():
             raise UsageError(f"cannot resume {first.resume}: no config.toml there (is it a clbench run directory?)")
+        from clbench import provenance
+
+        recorded = provenance.recorded(first.resume)
+        first.plugin = [*first.plugin, *provenance.files_to_reload(first.resume, recorded, first.plugin)]
     file_layers = _read_config_file(first.config) if first.config else {}
     run_file = file_layers.get("run", {})
     strategy_name = first.strategy or run_file.get("strategy") or DEFAULT_STRATEGY
     benchmark_name = first.benchmark or run_file.get("benchmark") or DEFAULT_BENCHMARK
 
-    from clbench.manager import load_plugins
-
-    plugins = load_plugins(files=first.plugin)
-    strategy_cls = plugins.strategies.get(strategy_name)
-    benchmark_cls = plugins.benchmarks.get(benchmark_name)
+    plugins = load_plugins(first.plugin)
+    strategy_cls = _lookup(plugins, "strategy", strategy_name, recorded)
+    benchmark_cls = _lookup(plugins, "benchmark", benchmark_name, recorded)
     unknown_sections = set(file_layers) - {"run", strategy_name, benchmark_name}
     if unknown_sections:
         raise UsageError(
@@ -370,20 +384,13 @@ def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
 
     recipe_named = first.recipe or run_file.get("recipe") or benchmark_cls.default_recipe
     parser = _run_parser(strategy_name, strategy_cls.Config, benchmark_name, benchmark_cls.Config)
-    _show_values_in_help(parser, strategy_name, strategy_cls, benchmark_cls, recipe_named, file_layers)
+    _show_values_in_help(parser, plugins, strategy_name, benchmark_name, recipe_named, file_layers)
     ns = parser.parse_args(args)
     run_opts = cfg.resolve(_RunOptions, "run", [run_file, _explicit(ns, "run__")])
     _setup_logging(run_opts.quiet)
 
-    recipes = benchmark_cls.recipes
     recipe = run_opts.recipe or benchmark_cls.default_recipe
-    if recipe not in recipes:
-        close = difflib.get_close_matches(recipe, list(recipes), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise UsageError(
-            f"benchmark {benchmark_name!r} has no recipe {recipe!r}; available: {', '.join(recipes)}{hint} "
-            "(clbench list recipes)"
-        )
+    layers = plugins.recipes.layers(benchmark_cls, recipe, strategy_name, strategy_cls)
     strategy_fields = cfg.fields_of(strategy_cls.Config)
     flags = _explicit(ns, "s__")
     if run_opts.epochs is not None:
@@ -393,12 +400,12 @@ def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
     strategy_config = cfg.resolve(
         strategy_cls.Config,
         strategy_name,
-        [
-            *recipe_layers(benchmark_cls, strategy_name, strategy_cls.Config, recipe),
-            file_layers.get(strategy_name, {}),
-            flags,
-        ],  # fmt: skip
+        [*(layer.values for layer in layers), file_layers.get(strategy_name, {}), flags],
     )
+    from clbench.recipes import catch_all_notes
+
+    later = [*file_layers.get(strategy_name, {}), *flags]
+    notes = list(catch_all_notes(layers, strategy_name, strategy_cls, later).values())
     bench_flags = _explicit(ns, "b__")
     if run_opts.data_root is not None:
         bench_flags.setdefault("data_root", run_opts.data_root)
@@ -427,8 +434,22 @@ def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
         quiet=run_opts.quiet,
         deterministic=run_opts.deterministic,
         phase_checkpoints=run_opts.phase_checkpoints,
+        notes=tuple(notes),
     )
     return spec, plugins, bool(ns.print_config)
+
+
+def _lookup(plugins: Plugins, kind: str, name: str, recorded: dict[str, Any]) -> Any:
+    """The registered class, or a RegistryError (exit 2) that also names the plugins that did not
+    load and, for a resumed run, where the run got it from."""
+    registry = plugins.strategies if kind == "strategy" else plugins.benchmarks
+    try:
+        return registry.get(name)
+    except RegistryError as exc:
+        from clbench import provenance
+
+        hint = plugins.why_missing(kind, name) + provenance.hint(recorded, kind, name)
+        raise RegistryError(f"{exc}{hint}") from None
 
 
 def _cmd_run(args: Sequence[str]) -> int:
@@ -436,6 +457,8 @@ def _cmd_run(args: Sequence[str]) -> int:
     if print_config:
         from clbench.runner import resolved_toml
 
+        for note in spec.notes:  # TOML comments: the output still feeds back with -c
+            print(f"# note: {note}")
         print(resolved_toml(spec), end="")
         return 0
     if spec.resume and spec.out is not None and _finished(spec.out):  # after the identity checks
@@ -447,7 +470,11 @@ def _cmd_run(args: Sequence[str]) -> int:
     state = run(spec, plugins)
     metrics = results.load_metrics(state.run_dir)
     print(results.to_markdown(results.comparison_table([state.run_dir])))
-    print("\nPer task (fractions of all weights; sparsity = share of the task's allocation it released):\n")
+    kind = getattr(plugins.strategies.get(spec.strategy), "kind", "other")
+    if kind in ("packing", "masking"):  # the masked network's capacity records
+        print("\nPer task (fractions of all weights; sparsity = share of the task's allocation it released):\n")
+    else:
+        print(f"\nPer task (size counted as for kind {kind!r}: docs/results.md):\n")
     print(results.task_table(metrics).to_markdown(floatfmt=".4f"))
     print("\nAccuracy matrix (rows: after learning task t; columns: task evaluated), %:\n")
     matrix = 100 * results.accuracy_matrix(metrics)
@@ -588,8 +615,11 @@ def _run_parser(
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, section: str, config: type, prefix: str) -> None:
+    from clbench.field_docs import field_comments
+
     group = parser.add_argument_group(section)
     types_ = cfg.field_types(config)
+    comments = field_comments(config)
     for name, field in cfg.fields_of(config).items():
         flags = [f"--{section}.{name.replace('_', '-')}"]
         if "_" in name:
@@ -600,37 +630,55 @@ def _add_config_flags(parser: argparse.ArgumentParser, section: str, config: typ
             dest=prefix + name,
             default=argparse.SUPPRESS,
             metavar=cfg.type_name(types_[name]).upper(),
-            help=f"default {default!r}",
+            help=_with_comment(f"default {default!r}", comments.get(name)),
         )
+
+
+def _with_comment(values: str, comment: str | None) -> str:
+    """``--help`` text of a config flag: the field's cited comment, then the value it runs with.
+    argparse formats ``%``, so a literal one is doubled."""
+    text = f"{comment}. {values[0].upper()}{values[1:]}" if comment else values
+    return text.replace("%", "%%")
 
 
 def _show_values_in_help(
     parser: argparse.ArgumentParser,
+    plugins: Plugins,
     strategy: str,
-    strategy_cls: type,
-    benchmark_cls: type,
+    benchmark: str,
     recipe: str,
     file_layers: dict[str, dict[str, Any]],
 ) -> None:
     """Make ``run --help`` say the value each strategy option will run with and where it comes
-    from (the Config default, the benchmark's recipe, the config file)."""
-    if recipe not in benchmark_cls.recipes:
+    from (the Config default, the benchmark's recipe or a plugin's entry in it, the config
+    file), after the field's own comment; a catch-all value replacing the strategy's own
+    default says so."""
+    from clbench.field_docs import field_comments
+    from clbench.recipes import catch_all_notes
+
+    strategy_cls = plugins.strategies.get(strategy)
+    benchmark_cls = plugins.benchmarks.get(benchmark)
+    if recipe not in plugins.recipes.names(benchmark_cls):
         return  # the run itself reports the unknown recipe
     config = strategy_cls.Config
     sources: dict[str, tuple[Any, str]] = {}
     for name, field in cfg.fields_of(config).items():
         if field.default is not dataclasses.MISSING:
             sources[name] = (field.default, "default")
-    layers = recipe_layers(benchmark_cls, strategy, config, recipe)
-    for layer, origin in ((layers[0], f"recipe {recipe}"), (layers[1], f"recipe {recipe}"),
-                          (file_layers.get(strategy, {}), "config file")):  # fmt: skip
-        for key, value in layer.items():
+    layers = plugins.recipes.layers(benchmark_cls, recipe, strategy, strategy_cls)
+    for values, origin in [*((layer.values, layer.origin) for layer in layers),
+                           (file_layers.get(strategy, {}), "config file")]:  # fmt: skip
+        for key, value in values.items():
             sources[key.replace("-", "_")] = (value, origin)
+    replaced = catch_all_notes(layers, strategy, strategy_cls, list(file_layers.get(strategy, {})))
+    defaults = {name: field.default for name, field in cfg.fields_of(config).items()}
+    comments = field_comments(config)
     by_dest = {action.dest: action for action in parser._actions}
     for name, (value, origin) in sources.items():
         action = by_dest.get(f"s__{name}")
         if action is not None:
-            action.help = f"runs with {value!r} ({origin})"
+            own = f"; replaces the strategy's own default {defaults[name]!r}" if name in replaced else ""
+            action.help = _with_comment(f"runs with {value!r} ({origin}{own})", comments.get(name))
     epochs = by_dest.get("run__epochs")
     if epochs is not None and "epochs" in sources:
         epochs.help = f"shortcut for --{strategy}.epochs (runs with {sources['epochs'][0]!r}: {sources['epochs'][1]})"

@@ -27,7 +27,6 @@ from clbench import config as cfg
 from clbench.errors import ClbenchError
 
 if TYPE_CHECKING:
-    from clbench.benchmark import Benchmark
     from clbench.manager import Plugins
 
 # Settings that name the experiment rather than configure it: never shown as an override.
@@ -59,12 +58,17 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def recipe_layers(benchmark_cls: type[Benchmark], strategy: str, strategy_config: type, recipe: str) -> list[Any]:
-    """The config layers a recipe puts under a strategy's flags (``Benchmark.recipe_layers``).
-    Raises ``KeyError`` for an unknown recipe."""
-    if recipe not in benchmark_cls.recipes:
-        raise KeyError(recipe)
-    return benchmark_cls.recipe_layers(recipe, strategy, list(cfg.fields_of(strategy_config)))
+def recipe_layers(plugins: Plugins, benchmark: str, strategy: str, recipe: str) -> list[dict[str, Any]]:
+    """The config layers recipe ``recipe`` of ``benchmark`` puts under ``strategy``'s flags, plugin
+    contributions included (:meth:`clbench.recipes.RecipeBook.layers`).
+
+    Raises:
+        RegistryError: the strategy or benchmark is not installed.
+        UsageError: the benchmark has no such recipe.
+    """
+    bench_cls = plugins.benchmarks.get(benchmark)
+    strategy_cls = plugins.strategies.get(strategy)
+    return [layer.values for layer in plugins.recipes.layers(bench_cls, recipe, strategy, strategy_cls)]
 
 
 def run_defaults() -> dict[str, Any]:
@@ -75,7 +79,8 @@ def run_defaults() -> dict[str, Any]:
 
 
 @functools.cache
-def _plugins() -> Plugins | None:
+def installed_plugins() -> Plugins | None:
+    """The installed plugins, loaded once per process (None when loading fails)."""
     from clbench.manager import load_plugins
 
     try:
@@ -89,15 +94,15 @@ def recipe_values(strategy: str, benchmark: str, recipe: str) -> dict[str, Any] 
     """Flattened ``section.field`` → value that ``--strategy S --benchmark B --recipe R`` alone
     resolves to, as ``config.toml`` stores it (tuples as lists, unset fields absent). None when the
     strategy, benchmark or recipe is not installed."""
-    plugins = _plugins()
+    plugins = installed_plugins()
     if plugins is None or strategy not in plugins.strategies or benchmark not in plugins.benchmarks:
         return None
     strategy_cls = plugins.strategies.get(strategy)
     benchmark_cls = plugins.benchmarks.get(benchmark)
-    if recipe not in benchmark_cls.recipes:
+    if recipe not in plugins.recipes.names(benchmark_cls):
         return None
     try:
-        layers = recipe_layers(benchmark_cls, strategy, strategy_cls.Config, recipe)
+        layers = recipe_layers(plugins, benchmark, strategy, recipe)
         strategy_config = cfg.resolve(strategy_cls.Config, strategy, layers)
         benchmark_config = cfg.resolve(benchmark_cls.Config, benchmark, [])
     except ClbenchError:

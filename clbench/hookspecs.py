@@ -48,3 +48,17 @@ def clbench_after_task(run: RunState, task: int, rows: list[dict[str, Any]]) -> 
 @hookspec
 def clbench_run_end(run: RunState, summary: dict[str, Any]) -> None:
     """Observe the end of a completed run with its summary (mean accuracy, wall time, memory...)."""
+
+
+@hookspec
+def clbench_register_recipes(register: Callable[..., None]) -> None:
+    """Contribute recipe entries: ``register(benchmark, recipe, strategy, values, note=None)``.
+
+    ``values`` (``{config_field: value}``) apply to ``strategy``, one the same plugin registers,
+    when it runs ``benchmark`` with ``--recipe recipe`` (e.g. its paper schedule shrunk for
+    ``digits``/``tiny``).
+    A recipe the benchmark does not define is added to it and needs a one-line ``note`` (its
+    purpose and cost). An entry the benchmark defines itself, or another plugin already added,
+    cannot be replaced, and ``strategy`` cannot be the catch-all ``"*"``: the plugin is then
+    reported broken. Precedence: docs/plugins.md, "Recipes".
+    """

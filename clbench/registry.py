@@ -35,8 +35,17 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r} is registered twice: by {first} and by {provider}")
         self._entries[name] = Entry(name, obj, description, provider)
 
+    def discard_provider(self, provider: str) -> None:
+        """Remove every entry ``provider`` registered (a plugin found broken half-way)."""
+        self._entries = {k: e for k, e in self._entries.items() if e.provider != provider}
+
     def get(self, name: str) -> T:
         return self.entry(name).obj
+
+    def get_or_none(self, name: str) -> T | None:
+        """The object registered as ``name``, or None."""
+        entry = self._entries.get(name)
+        return entry.obj if entry is not None else None
 
     def entry(self, name: str) -> Entry[T]:
         try:

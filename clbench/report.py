@@ -177,8 +177,8 @@ def build(runs: Sequence[Run], folder: Path, title: str, left_out: Sequence[str]
         (
             "accuracy_vs_size.png",
             "Accuracy vs. model size",
-            "Mean final accuracy against the model size recorded after the last task (accounting in note 3 "
-            "under the summary table); error bars: std over seeds.",
+            "Mean final accuracy against the model size recorded after the last task (how each strategy counts it: "
+            "the size_mb note under the summary table); error bars: std over seeds.",
         )
     )
     for group in groups:
@@ -552,7 +552,7 @@ def render_html(
 ) -> str:
     esc = html.escape
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    notes = "".join(f"<li>{esc(n)}</li>" for n in [*tables.task_note(seed_table), *tables.FOOTNOTES])
+    notes = "".join(f"<li>{esc(n)}</li>" for n in tables.table_notes(seed_table))
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

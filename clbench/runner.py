@@ -3,7 +3,8 @@
 Layout of a run directory::
 
     config.toml       the resolved configuration (feed it back with ``-c`` to repeat the run)
-    environment.json  package versions, device, host
+    environment.json  package versions, device, host; who provided the strategy and benchmark
+                      (distribution and version, or plugin file and sha256) and its accounting
     metrics.csv       the canonical long table (see clbench.results), rewritten after every task
     summary.json      mean accuracy, forgetting, BWT, wall time, peak memory (written at the end)
     summary.md        the same as a Markdown table
@@ -71,6 +72,7 @@ class RunSpec:
     phase_checkpoints: bool = True  # a checkpoint after every phase, not only after every task
     runs_root: Path = Path("runs")
     publish_goals: bool = True  # a goal-producing run also writes the keyed goal file (not inside finetune-max)
+    notes: tuple[str, ...] = ()  # how the config was resolved (catch-all recipe values): --print-config shows them
 
 
 @dataclass
@@ -140,6 +142,7 @@ def _run_locked(spec: RunSpec, plugins: Plugins, run_dir: Path) -> RunState:
     if not (spec.resume and (run_dir / results.ENVIRONMENT_FILE).is_file()):
         # environment.json describes the run's start (its command and goals); resumes.json each later part.
         env = environment(device)
+        env["providers"] = plugins.provenance(spec.strategy, spec.benchmark)
         if goals is not None:
             env["goals"] = goals.provenance()
         results.atomic_write_json(run_dir / results.ENVIRONMENT_FILE, env)

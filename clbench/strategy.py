@@ -117,6 +117,28 @@ class StrategyContext:
     journal: PhaseJournal | None = None  # phase checkpoints of the running task (set by the runner)
 
 
+def check_strategy_class(cls: type) -> None:
+    """What registration checks of a strategy class, before anything runs.
+
+    Raises:
+        TypeError: ``cls`` is not a :class:`Strategy` subclass, or its ``Config`` not a dataclass.
+        ValueError: an unknown ``kind``, or ``own_defaults`` naming no Config field.
+    """
+    import dataclasses
+
+    from clbench.accounting import check_kind
+
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise TypeError(f"registered {cls!r}, which is not a clbench.api.Strategy subclass")
+    if not dataclasses.is_dataclass(cls.Config):
+        raise TypeError(f"strategy {cls.name!r}: its Config {cls.Config!r} is not a dataclass")
+    check_kind(cls.kind, cls.name)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(cls.own_defaults) - fields)
+    if unknown:
+        raise ValueError(f"strategy {cls.name!r}: own_defaults names {unknown}, not fields of its Config")
+
+
 def iterations_per_epoch(samples: int, batch_size: int) -> int:
     """Training iterations per epoch; a last batch of one sample is dropped (it breaks BatchNorm)."""
     return samples // batch_size + (samples % batch_size > 1)
@@ -132,17 +154,32 @@ class Strategy:
     """Base class of every continual-learning strategy.
 
     Subclasses set ``name`` (registry key, snake_case), ``description`` (one line) and a
-    ``Config`` dataclass; the CLI derives ``--<name>.<field>`` flags from it.
+    ``Config`` dataclass; the CLI derives ``--<name>.<field>`` flags from it. They declare, for
+    tables and the contract test kit (:mod:`clbench.testing`):
+
+    * ``kind``: how its model size is counted, one of :data:`clbench.accounting.KINDS`
+      (``size_note`` replaces the kind's wording with the strategy's own);
+    * ``zero_forgetting``: True when every finished task keeps its accuracy exactly;
+    * ``own_defaults``: Config fields a benchmark's catch-all ``"*"`` recipe entry must leave
+      alone (:mod:`clbench.recipes`).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type] = TrainConfig
+    kind: ClassVar[str] = "other"
+    size_note: ClassVar[str] = ""
+    zero_forgetting: ClassVar[bool] = False
+    own_defaults: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, context: StrategyContext) -> None:
+        from clbench.network import check_network
+
         self.config = config
         self.context = context
-        self.model = self.build_model().to(context.device)
+        model = self.build_model()
+        check_network(model, self.name)
+        self.model = model.to(context.device)
 
     # ----------------------------------------------------------------- model
     def build_model(self) -> nn.Module:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 FORMATS = ("md", "csv", "latex")
 KEY_COLUMNS = ("strategy", "benchmark", "config")
 
-# The size accounting differs between model families; the table says so under itself.
+# Notes every table carries; the size note depends on the strategies in it (:func:`table_notes`).
 FOOTNOTES = (
     "Accuracy: task-aware top-1 (%) on each task's test split after the last task, R[T, i]; "
     "mean = unweighted mean over tasks (the CPG paper's Avg). "
@@ -36,15 +36,17 @@ FOOTNOTES = (
     "bwt = final − accuracy right after learning).",
     "± = sample std (n − 1) over seeds, among runs with the same strategy, benchmark and config.toml "
     "apart from the seed; n = number of such runs.",
-    "size_mb / params: what the strategy records after the last task. Packing strategies (packnet, pae, "
-    "cpg): 4 bytes per weight of the shared masked layers + 1 byte per weight for the owner mask + "
-    "per-task state (BN, biases, heads, packed pick masks); params = weights of the masked layers, "
-    "growth included. Baselines: every parameter and buffer at its element size (individual: all T "
-    "networks; finetune: one backbone + T heads); params = all parameters.",
-    "paper_mb: the packing strategies' size as the papers count it (docs/results.md): owner masks at "
-    "⌈log2(T+1)⌉ bits per weight and each CPG pick mask at 1 bit per earlier task's weight.",
     "wall_s: wall-clock seconds of the whole run (training, pruning, evaluation), from summary.json.",
 )
+
+
+def table_notes(table: Table) -> list[str]:
+    """The notes under ``table``: its task names, the general notes, and how each of its
+    strategies counts its size, as the strategy declared it (``Strategy.kind``; clbench.accounting)."""
+    from clbench.accounting import size_notes
+
+    size = size_notes(table.accounting, "paper_mb" in table.values) if "size_mb" in table.values else []
+    return [*task_note(table), *FOOTNOTES[:2], *size, *FOOTNOTES[2:]]
 
 
 # ------------------------------------------------------------------------------ runs
@@ -258,6 +260,7 @@ class Table:
     std: pd.DataFrame | None = None  # same value columns: std over the group (NaN for n = 1)
     keys: list[str] = field(default_factory=list)
     task_names: dict[str, str] = field(default_factory=dict)  # "T3" -> "aquatic_mammals"
+    accounting: dict[str, dict[str, str]] = field(default_factory=dict)  # strategy -> accounting.record()
 
 
 def task_names(runs: Sequence[Run]) -> dict[str, str]:
@@ -268,6 +271,19 @@ def task_names(runs: Sequence[Run]) -> dict[str, str]:
             names.setdefault(f"T{index}", set()).add(name)
     found = {column: next(iter(seen)) for column, seen in names.items() if len(seen) == 1}
     return dict(sorted(found.items(), key=lambda item: _task_sort_key(item[0])))
+
+
+def run_accounting(runs: Sequence[Run]) -> dict[str, dict[str, str]]:
+    """How each strategy among ``runs`` counts its size: as its run recorded it, else as the
+    installed strategy declares it, else the default count (kind "other")."""
+    from clbench import accounting
+
+    found: dict[str, dict[str, str]] = {}
+    for run in runs:
+        if run.strategy not in found:
+            declared = accounting.recorded(run.path) or accounting.installed(run.strategy)
+            found[run.strategy] = declared or {"kind": "other", "size_note": accounting.KINDS["other"]}
+    return found
 
 
 def task_note(table: Table) -> list[str]:
@@ -289,7 +305,10 @@ def per_run_table(runs: Sequence[Run]) -> Table:
         for r, rec in zip(runs, records, strict=True)
     ]
     frame = pd.DataFrame(rows, columns=[*KEY_COLUMNS, "seed", *values])
-    return Table(frame=frame, values=values, keys=[*KEY_COLUMNS, "seed"], task_names=task_names(runs))
+    return Table(
+        frame=frame, values=values, keys=[*KEY_COLUMNS, "seed"], task_names=task_names(runs),
+        accounting=run_accounting(runs),
+    )  # fmt: skip
 
 
 def seed_table(runs: Sequence[Run]) -> Table:
@@ -316,7 +335,9 @@ def seed_table(runs: Sequence[Run]) -> Table:
     keys = [*KEY_COLUMNS, "n", "seeds"]
     frame = pd.DataFrame(mean_rows, columns=[*keys, *values])
     std = pd.DataFrame(std_rows, columns=values, dtype=float)
-    return Table(frame=frame, values=values, std=std, keys=keys, task_names=task_names(runs))
+    return Table(
+        frame=frame, values=values, std=std, keys=keys, task_names=task_names(runs), accounting=run_accounting(runs)
+    )
 
 
 # ------------------------------------------------------------------------ rendering
@@ -357,7 +378,7 @@ def to_markdown(table: Table, footnotes: bool = True) -> str:
         formatted_rows(table, " ± "), headers=header, tablefmt="pipe", colalign=numeric, disable_numparse=True
     )
     if footnotes:
-        notes = [*task_note(table), *FOOTNOTES]
+        notes = table_notes(table)
         text += "\n\n" + "\n".join(f"{i}. {note}" for i, note in enumerate(notes, 1))
     return text
 
@@ -398,7 +419,7 @@ def to_latex(table: Table, footnotes: bool = True) -> str:
     spec = "l" * len(table.keys) + "r" * len(table.values)
     lines = []
     if footnotes:
-        lines += [f"% {latex_escape(note)}" for note in [*task_note(table), *FOOTNOTES]]
+        lines += [f"% {latex_escape(note)}" for note in table_notes(table)]
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(map(latex_escape, header)) + r" \\"]
     lines.append(r"\midrule")
     for cells in formatted_rows(table, " ± "):

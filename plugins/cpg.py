@@ -95,6 +95,8 @@ class CPG(GoalDrivenStrategy):
     """CPG (NeurIPS 2019): gradual pruning to the goal, learned picking, growth up to ×1.5."""
 
     name = "cpg"
+    kind = "packing"
+    zero_forgetting = True
     Config = CPGConfig
     pick_mode = "learn"
 

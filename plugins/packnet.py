@@ -47,6 +47,8 @@ class PackNet(MaskedStrategy):
     """PackNet (CVPR 2018): train, one-shot magnitude prune, retrain; no pick, no growth."""
 
     name = "packnet"
+    kind = "packing"
+    zero_forgetting = True
     Config = PackNetConfig
     pick_mode = "all"
 

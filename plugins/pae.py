@@ -67,6 +67,8 @@ class PAE(GoalDrivenStrategy):
     """PAE (ICMR 2019): gradual pruning to the goal, all earlier weights reused, growth up to ×2."""
 
     name = "pae"
+    kind = "packing"
+    zero_forgetting = True
     Config = PAEConfig
     pick_mode = "all"
     goal_producer = "finetune_max"

@@ -52,7 +52,7 @@ def test_isolated_module_registration():
     assert plugins.strategies.entry("mine").description == "A strategy only this test knows."
 
 
-def test_duplicate_name_from_two_plugins_names_both(tmp_path):
+def test_duplicate_name_from_a_plugin_file_breaks_that_file_and_names_both(tmp_path):
     plugin = tmp_path / "dupe.py"
     plugin.write_text(
         textwrap.dedent(
@@ -69,9 +69,24 @@ def test_duplicate_name_from_two_plugins_names_both(tmp_path):
             """
         )
     )
-    with pytest.raises(RegistryError) as info:
-        load_plugins(files=[plugin])
-    assert "entry point baselines" in str(info.value) and "file:dupe.py" in str(info.value)
+    plugins = load_plugins(files=[plugin])
+    (broken,) = plugins.broken
+    assert broken.stage == "register" and "entry point baselines" in broken.error and "file:dupe.py" in broken.error
+    assert plugins.strategies.get("finetune").__module__ == "clbench_baselines.finetune"  # clbench's own kept
+
+
+def test_duplicate_name_from_modules_passed_in_code_raises():
+    class Module:
+        @staticmethod
+        @clbench.hookimpl
+        def clbench_register_strategies(register):
+            class Other(Strategy):
+                name = "finetune"
+
+            register(Other)
+
+    with pytest.raises(RegistryError, match="registered twice"):
+        load_plugins(modules=[Module])
 
 
 def _env_with(site: Path) -> dict[str, str]:
@@ -81,7 +96,7 @@ def _env_with(site: Path) -> dict[str, str]:
 
 
 def test_installed_example_package_is_discovered_and_listed(tmp_path):
-    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example"})
+    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example.feature_extraction"})
     out = subprocess.run(
         [sys.executable, "-m", "clbench.cli", "list", "strategies"],
         env=_env_with(tmp_path),
@@ -94,7 +109,7 @@ def test_installed_example_package_is_discovered_and_listed(tmp_path):
 
 
 def test_disable_env_blocks_an_entry_point(tmp_path):
-    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example"})
+    fake_distribution(tmp_path, "clbench-example", "0.1.0", {"example": "clbench_example.feature_extraction"})
     env = _env_with(tmp_path) | {"CLBENCH_DISABLE_PLUGINS": "example"}
     out = subprocess.run(
         [sys.executable, "-m", "clbench.cli", "list", "strategies"], env=env, capture_output=True, text=True, check=True
@@ -104,7 +119,7 @@ def test_disable_env_blocks_an_entry_point(tmp_path):
 
 @pytest.mark.slow
 def test_example_plugin_runs_end_to_end_through_clbench_run(tmp_path):
-    fake_distribution(tmp_path / "site", "clbench-example", "0.1.0", {"example": "clbench_example"})
+    fake_distribution(tmp_path / "site", "clbench-example", "0.1.0", {"example": "clbench_example.feature_extraction"})
     out_dir = tmp_path / "run"
     proc = subprocess.run(
         [

@@ -23,15 +23,23 @@ def _help(capsys, *args: str) -> str:
     ],
 )
 def test_run_help_shows_the_values_that_run(capsys, args, epochs, lr):
-    text = _help(capsys, *args)
-    assert f"--finetune.epochs INT {epochs}" in text and f"--finetune.lr FLOAT {lr}" in text
-    assert "--finetune.momentum FLOAT runs with 0.9 (default)" in text
+    text = _help(capsys, *args).lower()
+    assert f"--finetune.epochs int training epochs per task. {epochs}" in text
+    assert f"--finetune.lr float sgd learning rate. {lr}" in text
+    assert "--finetune.momentum float runs with 0.9 (default)" in text
+
+
+def test_run_help_shows_each_fields_cited_comment(capsys):
+    text = _help(capsys, "--strategy", "packnet")
+    assert "--packnet.prune-ratio FLOAT, --packnet.prune_ratio FLOAT script: one-shot prune 0.6. Runs with 0.6" in text
+    # The catch-all replaced PackNet's own 100 epochs: --help says so.
+    assert "script: 100 epochs. Runs with 4 (recipe default; replaces the strategy's own default 100)" in text
 
 
 def test_run_help_shows_config_file_values(capsys, tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[finetune]\nlr = 0.2\n")
-    assert "--finetune.lr FLOAT runs with 0.2 (config file)" in _help(capsys, "-c", str(path))
+    assert "--finetune.lr FLOAT SGD learning rate. Runs with 0.2 (config file)" in _help(capsys, "-c", str(path))
 
 
 def test_list_recipes_names_purpose_and_cost(capsys):

@@ -148,7 +148,7 @@ def test_latex_shape(tmp_path):
     text = tables.to_latex(table)
     lines = text.splitlines()
     comments = [line for line in lines if line.startswith("%")]
-    assert len(comments) == len(tables.FOOTNOTES)
+    assert len(comments) == len(tables.table_notes(table))
     body = lines[len(comments) :]
     n = len(table.keys) + len(table.values)
     assert body[0] == r"\begin{tabular}{" + "l" * len(table.keys) + "r" * len(table.values) + "}"
@@ -177,3 +177,23 @@ def test_table_command_errors(tmp_path, capsys):
     (tmp_path / "a" / "metrics.csv").write_text(",".join(results.COLUMNS) + "\n")
     assert main(["table", str(tmp_path / "a")]) == 2
     assert "holds no rows" in capsys.readouterr().err
+
+
+def test_size_note_follows_the_kind_each_strategy_declared(tmp_path):
+    """Issue 18, item 6: a plugin strategy's declared accounting, as its run recorded it, reaches the
+    footnote; clbench's own strategies by their declared kind, not by a list of names."""
+    mine = make_run(tmp_path / "mine", [[0.9], [0.9, 0.8]], strategy="replayer")
+    note = "the network + its 200-sample buffer at 1 byte per pixel"
+    record = {"strategy": {"name": "replayer", "accounting": {"kind": "replay", "size_note": note}}}
+    (mine / results.ENVIRONMENT_FILE).write_text(json.dumps({"providers": record}))
+    packnet = make_run(tmp_path / "packnet", [[0.9], [0.9, 0.9]])
+    text = tables.to_markdown(tables.seed_table(tables.load_runs([mine, packnet])))
+    assert f"replay (replayer): {note}" in text
+    assert "packing (packnet): 4 bytes per weight" in text
+
+
+def test_no_view_names_the_packing_strategies():
+    root = Path(tables.__file__).parent
+    for module in ("tables.py", "results.py", "report.py", "cli.py"):
+        source = (root / module).read_text().lower()
+        assert '"packnet"' not in source and "(packnet, pae, cpg)" not in source, module
