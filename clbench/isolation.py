@@ -107,7 +107,6 @@ class MaskedStrategy(Strategy):
 
     def __init__(self, config: Any, context: Any) -> None:
         super().__init__(config, context)
-        self._train_pick = False
         self._schedule: PruneSchedule | None = None
 
     def build_model(self) -> MaskedNet:
@@ -170,19 +169,17 @@ class MaskedStrategy(Strategy):
         schedulers: list[Any] = [torch.optim.lr_scheduler.MultiStepLR(sgd, list(lr_milestones), lr_gamma)]
         if adam and mask_factors:
             schedulers.append(torch.optim.lr_scheduler.LambdaLR(adam[0], _factor_schedule(mask_factors)))
-        self._train_pick = bool(adam) and lr_mask > 0
+        # The public switch (MaskedNet.train_picks): pick masks train in this phase only when
+        # they have a learning rate; upstream's prune stages zero their gradient (§1.3).
+        before = self.model.train_picks
+        self.model.train_picks = bool(adam) and lr_mask > 0
         try:
             return self.fit(task, group, schedulers, epochs, phase)
         finally:
-            self._train_pick = False
-
-    def fit(self, task: Task, optimizer: Any, schedulers: Sequence[Any], epochs: int, phase: str) -> FitResult:
-        # Phases that keep the pick mask fixed compute no pick gradients at all (§1.3).
-        self.model.train_picks = self._train_pick
-        return super().fit(task, optimizer, schedulers, epochs, phase)
+            self.model.train_picks = before
 
     def after_backward(self, loop: Any) -> None:
-        self.model.gate_gradients(self.config.weight_decay, train_pick=self._train_pick)
+        self.model.gate_gradients(self.config.weight_decay)
 
     def after_update(self, loop: Any) -> None:
         if self._schedule is not None:

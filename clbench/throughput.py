@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -269,12 +272,24 @@ BUILDERS: dict[str, Callable[..., Variant]] = {
 }
 
 
-def time_run(variant: Variant, steps: int, batch_size: int) -> float:
-    """Images per second of ``steps`` steps (``run`` ends with a device synchronisation)."""
+def time_run(variant: Variant, steps: int, batch_size: int) -> tuple[float, float]:
+    """Images per second of ``steps`` steps (``run`` ends with a device synchronisation), and
+    the minor page faults per step: on CPU every fresh weight-sized tensor costs faults."""
     variant.prepare(steps)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     variant.run()
-    return steps * batch_size / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return steps * batch_size / seconds, faults / steps
+
+
+@dataclass
+class Measurement:
+    """Per variant, one value per repetition: images per second and minor page faults per step."""
+
+    images_per_second: dict[str, list[float]] = field(default_factory=dict)
+    faults_per_step: dict[str, list[float]] = field(default_factory=dict)
 
 
 def measure(
@@ -286,18 +301,20 @@ def measure(
     options: EngineOptions,
     width: float = 1.0,
     variants: Sequence[str] = VARIANTS,
-) -> dict[str, list[float]]:
-    """Images/s of each variant, ``repeats`` times each, alternating (evaluation variants run
-    ``4 × steps`` batches: a step of evaluation is about a quarter of a training step)."""
+) -> Measurement:
+    """Each variant ``repeats`` times, alternating (evaluation variants run ``4 × steps``
+    batches: a batch of evaluation costs about a quarter of a training step)."""
     built = {name: BUILDERS[name](device, batch_size, options, width=width) for name in variants}
     counts = {name: 4 * steps if name.startswith("eval") else steps for name in variants}
     for variant in built.values():
         if warmup:
             time_run(variant, warmup, batch_size)  # allocator, first-call costs, cudnn autotuning
-    found: dict[str, list[float]] = {name: [] for name in variants}
+    found = Measurement({name: [] for name in variants}, {name: [] for name in variants})
     for _ in range(repeats):
         for name, variant in built.items():
-            found[name].append(time_run(variant, counts[name], batch_size))
+            speed, faults = time_run(variant, counts[name], batch_size)
+            found.images_per_second[name].append(speed)
+            found.faults_per_step[name].append(faults)
     return found
 
 
@@ -316,17 +333,21 @@ def ratios(found: dict[str, list[float]]) -> dict[str, float]:
     }
 
 
-def report(found: dict[str, list[float]], title: str) -> str:
-    """A markdown table: img/s of each repetition, the median and the ratio of medians."""
-    repeats = len(next(iter(found.values())))
+def report(found: Measurement, title: str) -> str:
+    """A markdown table: img/s of each repetition, the median, the ratio of medians and the
+    median minor page faults per step."""
+    speeds = found.images_per_second
+    repeats = len(next(iter(speeds.values())))
     lines = [f"### {title}", ""]
-    lines.append("| variant | " + " | ".join(f"rep {i + 1}" for i in range(repeats)) + " | median img/s | ratio |")
-    lines.append("|---" * (repeats + 3) + "|")
-    ratio = ratios(found)
-    for name, values in found.items():
+    header = " | ".join(f"rep {i + 1}" for i in range(repeats))
+    lines.append(f"| variant | {header} | median img/s | ratio | faults/step |")
+    lines.append("|---" * (repeats + 4) + "|")
+    ratio = ratios(speeds)
+    for name, values in speeds.items():
         cells = " | ".join(f"{v:,.1f}" for v in values)
         against = f"{ratio[name]:.3f} × {BASELINE[name]}" if name in ratio else "-"
-        lines.append(f"| {name} | {cells} | {statistics.median(values):,.1f} | {against} |")
+        faults = statistics.median(found.faults_per_step.get(name) or [math.nan])
+        lines.append(f"| {name} | {cells} | {statistics.median(values):,.1f} | {against} | {faults:,.0f} |")
     return "\n".join(lines)
 
 

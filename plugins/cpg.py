@@ -117,20 +117,17 @@ class CPG(GoalDrivenStrategy):
         self.model.reset_pick()
         best_acc, best_state = self.validation_accuracy(task), None
         optimizer = self.make_optimizer(cfg.retrain_lr, cfg.retrain_lr_mask)
-        self._train_pick = True
+        self.model.train_picks = True  # the retrain learns the pick mask (MaskedNet.train_picks)
         stale = 0
-        try:
-            for _ in range(cfg.retrain_epochs):
-                self.fit(task, optimizer, [], 1, "retrain")
-                acc = self.validation_accuracy(task)
-                if acc > best_acc:
-                    best_acc, best_state, stale = acc, self.snapshot(), 0
-                else:
-                    stale += 1
-                    if stale == cfg.retrain_patience:
-                        break
-        finally:
-            self._train_pick = False
+        for _ in range(cfg.retrain_epochs):
+            self.fit(task, optimizer, [], 1, "retrain")
+            acc = self.validation_accuracy(task)
+            if acc > best_acc:
+                best_acc, best_state, stale = acc, self.snapshot(), 0
+            else:
+                stale += 1
+                if stale == cfg.retrain_patience:
+                    break
         self.restore(best_state if best_state is not None else kept)
         log.info("task %d: retrain %s", task.index, "improved" if best_state is not None else "kept the pruned model")
 

@@ -939,22 +939,49 @@ class MaskedNet(nn.Module):
         params.extend(self.heads[key].parameters())
         return params
 
+    def task_parameters(self, task: int | None = None) -> dict[str, list[nn.Parameter]]:
+        """A task's own parameters by kind, in module order (the training task by default).
+
+        Keys: ``"biases"`` (masked layers' per-task biases), ``"norms"`` (per-task BatchNorm and
+        PReLU copies), ``"head"``, ``"picks"`` (the live piggymasks; the training task only: a
+        finished task's pick mask is stored as packed bits, a buffer). The shared ``weight`` of
+        every masked layer belongs to no single task and is left out: ``trainable_parameters()``
+        has it. Raises ``StateError`` for an unknown task.
+        """
+        task = self.training_task if task is None else task
+        if task not in self.tasks:
+            raise StateError(f"unknown task {task}; known: {sorted(self.tasks)}")
+        key = str(task)
+        found: dict[str, list[nn.Parameter]] = {"biases": [], "norms": [], "head": [], "picks": []}
+        for _, module in self._task_modules():
+            if isinstance(module, _MaskedLayer):
+                if module.bias_seed is not None and key in module.biases:
+                    found["biases"].append(module.biases[key])
+                if task == self.training_task and module.piggymask is not None:
+                    found["picks"].append(module.piggymask)
+            elif isinstance(module, _PerTaskCopies) and key in module.per_task:
+                found["norms"].extend(module.per_task[key].parameters())
+        found["head"].extend(self.heads[key].parameters())
+        return found
+
     def pick_parameters(self) -> list[nn.Parameter]:
         """The training task's piggymasks (for Adam); empty unless pick="learn" and task > 1."""
         self._guard("pick_parameters", self.State.TRAINING)
         return [m.piggymask for _, m in self._layers() if m.piggymask is not None]
 
-    def gate_gradients(self, weight_decay: float = 0.0, train_pick: bool = True) -> None:
+    def gate_gradients(self, weight_decay: float = 0.0, train_pick: bool | None = None) -> None:
         """Call between ``backward()`` and ``step()`` (§1.3, §1.4).
 
         Adds ``weight_decay * W`` to every masked weight's gradient, then zeroes it wherever
         ``owner != training task``. Piggymask gradients are zero outside earlier tasks' weights
         by construction (``_PickedWeight``); ``train_pick=False`` zeroes all of them, as
-        upstream's prune stage does (``train_picks = False`` skips computing them at all).
+        upstream's prune stage does (``train_pick=None``: follow :attr:`train_picks`, which with
+        ``False`` skips computing them at all).
         """
         self._guard("gate_gradients", self.State.TRAINING)
+        picks = self._train_picks if train_pick is None else train_pick
         for _, layer in self._layers():
-            layer._gate(weight_decay, train_pick)
+            layer._gate(weight_decay, picks)
 
     def zero_released(self) -> None:
         """Re-zero released (owner 0) weights; call after ``optimizer.step()`` once pruning has

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from clbench.engine import EngineOptions
-from clbench.throughput import BUILDERS, EngineCPG, Variant, measure, ratios
+from clbench.throughput import BUILDERS, EngineCPG, Measurement, Variant, measure, ratios
 
 if TYPE_CHECKING:
     from pytest_benchmark.fixture import BenchmarkFixture
@@ -45,14 +45,16 @@ def test_steps(benchmark: BenchmarkFixture, name: str) -> None:
 def test_interleaved_ratios(benchmark: BenchmarkFixture, width: float, batch_size: int) -> None:
     """All variants side by side, repetitions alternating (``clbench.throughput.measure``); the
     img/s medians and the ratios to bare land in the benchmark's ``extra_info``."""
-    found: dict[str, list[float]] = {}
+    found: list[Measurement] = []
 
     def run() -> None:
-        found.update(measure(torch.device("cpu"), batch_size, 2, 1, 3, EngineOptions(), width))
+        found.append(measure(torch.device("cpu"), batch_size, 2, 1, 3, EngineOptions(), width))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info["img_per_s"] = {name: statistics.median(v) for name, v in found.items()}
-    benchmark.extra_info["ratio"] = ratios(found)
+    speeds = found[0].images_per_second
+    benchmark.extra_info["img_per_s"] = {name: statistics.median(v) for name, v in speeds.items()}
+    benchmark.extra_info["ratio"] = ratios(speeds)
+    benchmark.extra_info["faults_per_step"] = {n: statistics.median(v) for n, v in found[0].faults_per_step.items()}
 
 
 def test_cpg_bf16_channels_last(benchmark: BenchmarkFixture) -> None:

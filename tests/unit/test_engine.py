@@ -396,11 +396,12 @@ def test_the_fast_cifar_recipe_resolves_for_every_strategy():
 
 
 def test_throughput_report_gives_each_repetition_and_the_ratio_of_medians():
-    from clbench.throughput import report
+    from clbench.throughput import Measurement, report
 
-    found = {"bare": [10.0, 20.0, 40.0], "cpg": [5.0, 16.0, 10.0], "eval_bare": [8.0, 8.0, 8.0], "eval_cpg": [4.0] * 3}
-    table = report(found, "width 1, batch 32")
+    speeds = {"bare": [10.0, 20.0, 40.0], "cpg": [5.0, 16.0, 10.0], "eval_bare": [8.0, 8.0, 8.0], "eval_cpg": [4.0] * 3}
+    faults = {name: [100.0, 300.0, 200.0] for name in speeds}
+    table = report(Measurement(speeds, faults), "width 1, batch 32")
     assert table.startswith("### width 1, batch 32")
-    assert "| cpg | 5.0 | 16.0 | 10.0 | 10.0 | 0.500 × bare |" in table  # median 10 / median 20
-    assert "| eval_cpg | 4.0 | 4.0 | 4.0 | 4.0 | 0.500 × eval_bare |" in table
-    assert "| bare | 10.0 | 20.0 | 40.0 | 20.0 | 1.000 × bare |" in table
+    assert "| cpg | 5.0 | 16.0 | 10.0 | 10.0 | 0.500 × bare | 200 |" in table  # median 10 / median 20
+    assert "| eval_cpg | 4.0 | 4.0 | 4.0 | 4.0 | 0.500 × eval_bare | 200 |" in table
+    assert "| bare | 10.0 | 20.0 | 40.0 | 20.0 | 1.000 × bare | 200 |" in table

@@ -602,3 +602,32 @@ def test_isolation_properties(
     clone = MaskedNet.from_state_dict(net.state_dict(), factory)
     for k, expected in recorded.items():
         assert torch.equal(_outputs(clone, k, x), expected)
+
+
+def test_task_parameters_name_each_tasks_own_state_and_the_live_pick_masks():
+    net, layer = _two_task_linear()
+    own = net.task_parameters()
+    assert own["picks"] == [layer.piggymask] and own["biases"] == [layer.biases["2"]]
+    assert own["head"] == list(net.heads["2"].parameters())
+    trainable = {id(p) for p in net.trainable_parameters()}
+    assert all(id(p) in trainable for kind in ("biases", "norms", "head") for p in own[kind])
+    first = net.task_parameters(1)
+    assert first["picks"] == [] and first["biases"] == [layer.biases["1"]]
+    with pytest.raises(StateError, match="unknown task 7"):
+        net.task_parameters(7)
+
+
+def test_train_picks_off_computes_no_pick_gradient_and_keeps_the_forward():
+    net, layer = _two_task_linear()
+    with torch.no_grad():
+        layer.piggymask.copy_(torch.randn_like(layer.piggymask) * 0.01)
+    x, target = torch.randn(5, 6), torch.tensor([0, 1, 0, 1, 1])
+    learning = net(x)
+    net.train_picks = False
+    frozen = net(x)
+    F.cross_entropy(frozen, target).backward()
+    assert torch.equal(learning, frozen) and layer.piggymask.grad is None
+    assert layer.weight.grad is not None
+    net.train_picks = True
+    F.cross_entropy(net(x), target).backward()
+    assert layer.piggymask.grad is not None
