@@ -200,7 +200,7 @@ class _Joint(Strategy):
         dynamic-weight unit), lr × ``lr_gamma`` at each milestone epoch."""
         import torch
 
-        from clbench.loop import NonFiniteLossError
+        from clbench.errors import NonFiniteLossError
 
         cfg = self.config
         device = self.context.device

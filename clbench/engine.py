@@ -381,8 +381,8 @@ def _train_step(
 
 
 def _raise_non_finite(task: Task, phase: str, info: StepInfo) -> None:
-    # One error class for both engines; clbench.loop is already imported when a run trains.
-    from clbench.loop import NonFiniteLossError
+    # One error class for both engines, in clbench.errors: importing clbench.loop would load Avalanche.
+    from clbench.errors import NonFiniteLossError
 
     raise NonFiniteLossError(
         f"non-finite training loss in task {task.index} ({task.name}), "

@@ -21,3 +21,8 @@ class ResultsExistError(ClbenchError):
 
 class RunInterrupted(ClbenchError):
     """Ctrl-C (SIGINT) during a run: finished tasks are saved and the run can be resumed."""
+
+
+class NonFiniteLossError(ClbenchError):
+    """The training loss became NaN or infinite (either engine; defined here so that the device
+    engine can raise it without importing Avalanche through ``clbench.loop``)."""

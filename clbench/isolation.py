@@ -198,7 +198,7 @@ class MaskedStrategy(Strategy):
     ) -> FitResult:
         """One gradual-pruning run of the original script: sparsity ramps from ``initial`` to
         ``final`` over the first ``interval_epochs`` (cubic), then holds; pick masks frozen."""
-        per_epoch = iterations_per_epoch(len(task.train_exp.dataset), self.config.batch_size)
+        per_epoch = iterations_per_epoch(len(task.data.train), self.config.batch_size)
         end, last_step = interval_epochs * per_epoch, epochs * per_epoch - 1
         # A stage no longer than its ramp (CPU recipes: 1 epoch, ramp 1) would stop short of its
         # target, with upstream's counting as well; its ramp ends on the last step instead, which

@@ -17,8 +17,18 @@ runs, the records of its finished inner phases are kept: a replay runs the outer
 again and needs the state after each of them (CPG snapshots the best prune stage). Once the outer
 phase is recorded they are removed, since a replay skips it whole. All of a task's records are
 removed once its task checkpoint exists. Disk: at most one record per open nesting level plus the
-finished inner phases of the open outer phase, each the size of a checkpoint; top-level records
-(``train``, ``grow`` and ``train`` again per growth step, ``compact``) stay until the task ends.
+finished inner phases of the open outer phase; top-level records (``train``, ``grow`` and
+``train`` again per growth step, ``compact``) stay until the task ends.
+
+Size: the task's first top-level record (its *base*) holds the whole model; every later record
+holds the model as a delta against the latest base (a top-level record after growth changed the
+model's shapes becomes the next base) (clbench.statedelta: unchanged tensors by reference,
+sparsely changed ones as changed positions and values), so finished tasks' weights, pick bits
+and per-task state are written once per task instead of once per phase. The base stays on disk
+until the task ends (top-level records are never removed earlier), a CPU copy of its model
+stays in memory to diff against, and a record whose base fails its checksum is dropped with
+every record after it, as any record after a damaged one is. Records written before deltas
+existed (no ``delta_base``) load as they are.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clbench import statedelta
 from clbench.checkpoint import CHECKPOINT_DIR, CheckpointError, read_verified, write_verified
 
 log = logging.getLogger(__name__)
@@ -66,6 +77,7 @@ class PhaseJournal:
     replay: dict[int, dict[str, Any]] = field(default_factory=dict)
     _next: int = 0
     _open: list[int] = field(default_factory=list)
+    _base: tuple[int, dict[str, Any]] | None = None  # (ordinal, CPU model state) later records diff against
 
     @classmethod
     def for_task(
@@ -81,11 +93,16 @@ class PhaseJournal:
                 _remove(path)
                 continue
             payload = _read_verified(path)
+            if payload is not None and "delta_base" in payload:
+                payload = _resolved(payload, journal.replay.get(int(payload["delta_base"])), path)
             if payload is None:
                 damaged = True  # later records were made from this one's state: drop them too
                 _remove(path)
                 continue
             journal.replay[ordinal] = payload
+            model = _model_of(payload)
+            if model is not None and payload.get("is_base"):
+                journal._base = (ordinal, model)  # the latest base in ordinal order is the one in effect
         # A crash between writing an outer phase's record and removing its inner ones leaves
         # records the outer one covers: a replay skips them with it.
         for ordinal, payload in list(journal.replay.items()):
@@ -124,7 +141,20 @@ class PhaseJournal:
         """Close phase ``ordinal`` and write its record; the records of the phases inside it are
         no longer needed (a replay skips them with it) and are removed."""
         self._close(ordinal)
-        self._write(ordinal, {**payload, "last_ordinal": self._next})
+        record = {**payload, "last_ordinal": self._next}
+        model = _model_of(record)
+        # Only a top-level record can be a base (inner ones are removed when their outer phase
+        # ends): the task's first, and each after growth changed the model's shapes.
+        rebase = model is not None and not self._open
+        if model is not None and self._base is not None:
+            record["strategy"] = {**record["strategy"], "model": statedelta.encode(model, self._base[1])}
+            record["delta_base"] = self._base[0]
+            rebase = rebase and statedelta.reshaped(model, self._base[1])
+        record["is_base"] = rebase
+        self._write(ordinal, record)
+        if rebase:
+            assert model is not None
+            self._base = (ordinal, statedelta.cpu_copy(model))
         for file_task, inner, path in _phase_files(self.run_dir):
             if file_task == self.task and ordinal < inner <= self._next:
                 _remove(path)
@@ -151,6 +181,28 @@ class PhaseJournal:
         path = phase_path(self.run_dir, self.task, ordinal)
         path.parent.mkdir(exist_ok=True)
         write_verified(path, {"task": self.task, "ordinal": ordinal, **self.base_payload(), **payload})
+
+
+def _model_of(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The model state dict a record holds (None for records without one, as in unit tests)."""
+    strategy = payload.get("strategy")
+    return strategy.get("model") if isinstance(strategy, dict) else None
+
+
+def _resolved(payload: dict[str, Any], base: dict[str, Any] | None, path: Path) -> dict[str, Any] | None:
+    """A delta record with its model rebuilt from its base record (itself already rebuilt: a
+    base after growth is stored against the one before), or None (after a warning) when the
+    base is gone: then it is treated as damaged."""
+    if base is None:
+        log.warning(
+            "phase checkpoint %s is stored against phase record %s, which is missing or damaged; "
+            "the task resumes from the phase before it",
+            path,
+            payload["delta_base"],
+        )
+        return None
+    model = statedelta.apply(payload["strategy"]["model"], base["strategy"]["model"])
+    return {**payload, "strategy": {**payload["strategy"], "model": model}}
 
 
 def _read_verified(path: Path) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ with warnings.catch_warnings():
     from avalanche.training.plugins import EvaluationPlugin
     from avalanche.training.templates import SupervisedTemplate
 
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, NonFiniteLossError
 from clbench.triplets import as_images, triplet_correct
 
 if TYPE_CHECKING:
@@ -39,8 +39,7 @@ if TYPE_CHECKING:
 _ACC_KEY = re.compile(r"Top1_Acc_Exp/eval_phase/(\w+?)_stream/Task(\d+)/Exp\d+")
 
 
-class NonFiniteLossError(ClbenchError):
-    """The training loss became NaN or infinite."""
+__all__ = ["NonFiniteLossError", "build_scenario", "evaluate", "fit"]  # NonFiniteLossError: clbench.errors
 
 
 def build_scenario(tasks: Sequence[TaskData]) -> dict[str, dict[int, Any]]:
@@ -234,7 +233,8 @@ def fit(
     if epochs == 0:
         return FitResult(train_accuracy=math.nan, train_loss=math.nan)
     ctx = strategy.context
-    steps = epochs * iterations_per_epoch(len(task.train_exp.dataset), batch_size)
+    train_exp = task.experience("train")
+    steps = epochs * iterations_per_epoch(len(train_exp.dataset), batch_size)
     progress = None
     if not ctx.quiet:
         label = f"task {task.index}/{ctx.num_tasks} {phase}"
@@ -253,8 +253,8 @@ def fit(
     )
     try:
         # A last batch of one sample breaks BatchNorm in training mode; drop only that one.
-        drop_last = len(task.train_exp.dataset) % batch_size == 1
-        loop.train(task.train_exp, eval_streams=[], drop_last=drop_last)
+        drop_last = len(train_exp.dataset) % batch_size == 1
+        loop.train(train_exp, eval_streams=[], drop_last=drop_last)
     finally:
         if progress is not None:
             progress.close()
@@ -273,7 +273,7 @@ def evaluate(strategy: Strategy, tasks: Sequence[Task], split: str, batch_size: 
         return evaluate_on_device(strategy, tasks, split, batch_size)
     if not tasks:
         return {}
-    exps = [getattr(t, f"{split}_exp") for t in tasks]
+    exps = [t.experience(split) for t in tasks]
     loop = Loop(
         model=TaskRoutedModel(strategy.model),
         optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0),

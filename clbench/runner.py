@@ -214,18 +214,15 @@ def _build(spec: RunSpec, plugins: Plugins, run_dir: Path, device: Any) -> tuple
     Raises:
         UsageError: the benchmark produced no tasks; the strategy does not fit them.
     """
-    from clbench.loop import build_scenario
-    from clbench.strategy import StrategyContext, Task
+    from clbench.strategy import Scenario, StrategyContext, Task
 
     benchmark: Benchmark = plugins.benchmarks.get(spec.benchmark)(spec.benchmark_config)
     task_data = check_tasks(benchmark.load_tasks(), benchmark)
     if not task_data:
         raise UsageError(f"benchmark {spec.benchmark!r} produced no tasks")
-    exps = build_scenario(task_data)
-    tasks = [
-        Task(i, data, exps["train"][i], exps["valid"].get(i), exps["test"].get(i))
-        for i, data in enumerate(task_data, start=1)
-    ]
+    # Avalanche's experiences are built (and Avalanche imported) only if its loop runs.
+    scenario = Scenario(task_data)
+    tasks = [Task(i, data, scenario=scenario) for i, data in enumerate(task_data, start=1)]
     context = StrategyContext(
         device=device,
         backbone_factory=benchmark.backbone,

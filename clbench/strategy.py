@@ -64,17 +64,47 @@ class TrainConfig:
         check(device_only, "train", "precision/channels_last", "fp32/false unless engine is device", options)
 
 
+class Scenario:
+    """The Avalanche experiences of a run's tasks, built on first use.
+
+    ``clbench.loop.build_scenario`` needs Avalanche (about 7 s of CPU and 960 MB of RSS to
+    import), which only the Avalanche engine and its plugins use: the device engine and the
+    CLI never pay for it. All tasks' experiences are built at once, as the runner used to.
+    """
+
+    def __init__(self, tasks: Sequence[TaskData]) -> None:
+        self._tasks = list(tasks)
+        self._exps: dict[str, dict[int, Any]] | None = None
+
+    def get(self, split: str, index: int) -> Any:
+        """Task ``index``'s (from 1) experience of ``split``; None where the task has none."""
+        if self._exps is None:
+            from clbench.loop import build_scenario
+
+            self._exps = build_scenario(self._tasks)
+        return self._exps[split].get(index)
+
+
 @dataclass
 class Task:
     """A task as a strategy sees it: 1-based index, its data and its Avalanche experiences
     (``valid_exp``/``test_exp`` are None for verification and triplet tasks, scored by clbench
-    itself)."""
+    itself). The runner passes a :class:`Scenario` instead of the experiences, so they are
+    built only if the Avalanche loop runs; read them through :meth:`experience`."""
 
     index: int
     data: TaskData
-    train_exp: Any
+    train_exp: Any = None
     valid_exp: Any = None
     test_exp: Any = None
+    scenario: Scenario | None = field(default=None, repr=False, compare=False)
+
+    def experience(self, split: str) -> Any:
+        """The Avalanche experience of ``split`` (``"train"``, ``"valid"``, ``"test"``)."""
+        given = getattr(self, f"{split}_exp")
+        if given is None and self.scenario is not None:
+            return self.scenario.get(split, self.index)
+        return given
 
     @property
     def name(self) -> str:
@@ -265,9 +295,15 @@ class Strategy:
         return self.fit(task, optimizer, schedulers, get("epochs", cfg.epochs), phase=get("phase", "train"))
 
     def fit(self, task: Task, optimizer: Any, schedulers: Sequence[Any], epochs: int, phase: str) -> FitResult:
-        """Run ``epochs`` of Avalanche's training loop; schedulers step once per epoch."""
-        from clbench.loop import fit
+        """Run ``epochs`` of the config's engine (Avalanche's training loop, or the device
+        engine); schedulers step once per epoch."""
+        from clbench.engine import engine_of
 
+        # The device engine is called directly: clbench.loop would import Avalanche.
+        if engine_of(self.config) == "device":
+            from clbench.engine import fit_on_device as fit
+        else:
+            from clbench.loop import fit
         return fit(
             self,
             task,
@@ -324,8 +360,12 @@ class Strategy:
         by clbench's pair scoring (accuracy and its std over folds), triplet tasks by triplet
         accuracy of their embedding."""
         from clbench import triplets, verification
-        from clbench.loop import evaluate
+        from clbench.engine import engine_of
 
+        if engine_of(self.config) == "device":
+            from clbench.engine import evaluate_on_device as evaluate
+        else:
+            from clbench.loop import evaluate
         batch = self.config.eval_batch_size
         device = self.context.device
         self.evaluation_layout()

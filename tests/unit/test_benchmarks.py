@@ -144,3 +144,15 @@ def test_stratified_subset_is_at_most_the_limit_and_keeps_classes():
         keep = stratified_subset(labels, limit, 0)
         assert len(keep) <= limit and set(labels[keep]) == set(range(5))
         assert list(keep) == sorted(set(keep.tolist()))
+
+
+def test_digits_arrays_read_without_sklearn_equal_load_digits():
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from clbench_benchmarks.digits import load_digits_arrays
+
+    images, target = load_digits_arrays()
+    digits = load_digits()
+    assert images.dtype == digits.images.dtype and np.array_equal(images, digits.images)
+    assert target.dtype == digits.target.dtype and np.array_equal(target, digits.target)

@@ -109,3 +109,76 @@ def test_clear_removes_the_task_records(tmp_path):
     _run(journal, "train", 1)
     journal.clear()
     assert _files(tmp_path) == []
+
+
+def _state(seed: int, width: int = 64) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "frozen": torch.arange(width * 8, dtype=torch.float32),  # an earlier task's: never changes
+        "mine": torch.randn(width, generator=g),
+        "owner": torch.ones(width * 8, dtype=torch.uint8),
+        "_extra_state": {"width": width},
+    }
+
+
+def _model_record(name: str, state: dict) -> dict:
+    return {"phase": name, "result": None, "strategy": {"model": state, "extra": {}}}
+
+
+def test_records_after_the_base_store_deltas_and_replay_bit_for_bit(tmp_path):
+    """Issue 13: finished tasks' state is written once per task (in the base record), later
+    records hold what changed; replay rebuilds every record's model exactly, across a growth
+    (new shapes: a new base, itself stored against the old one)."""
+    import torch
+
+    from clbench.checkpoint import read_verified
+
+    journal = _journal(tmp_path)
+    states = {1: _state(1), 2: _state(2), 4: _state(4, width=96)}
+    states[2]["owner"][:5] = 0  # a prune released five weights
+    states[3] = {**states[2], "mine": states[2]["mine"].clone()}
+    states[3]["mine"][0] = -0.0 if float(states[2]["mine"][0]) == 0.0 else 0.0  # one value changed
+    ordinal, _ = journal.begin("train")
+    journal.end(ordinal, _model_record("train", states[1]))
+    outer, _ = journal.begin("compact")
+    for i, name in ((3, "prune 0.5"), (4, "grow")):  # an inner record, then (inside) a reshaped one
+        o, _ = journal.begin(name)
+        journal.end(o, _model_record(name, states[i]))
+    journal.end(outer, _model_record("compact", states[2]))
+    grown, _ = journal.begin("train")
+    journal.end(grown, _model_record("train", states[4]))  # top-level and reshaped: the next base
+    stored = {
+        o: read_verified(phase_path(tmp_path, 1, o), "phase", "")["strategy"]["model"] for o in (1, 2, 5)
+    }
+    assert isinstance(stored[1]["frozen"], torch.Tensor)  # the base holds everything
+    assert stored[2]["frozen"] == {"__clbench_delta__": "same"}  # written once per task
+    assert stored[2]["owner"]["__clbench_delta__"] == "sparse"
+    assert isinstance(stored[5]["mine"], torch.Tensor)  # new shape: whole
+
+    again = _journal(tmp_path)
+    assert sorted(again.replay) == [1, 2, 5]
+    for o, expected in ((1, states[1]), (2, states[2]), (5, states[4])):
+        model = again.replay[o]["strategy"]["model"]
+        assert model.keys() == expected.keys() and model["_extra_state"] == expected["_extra_state"]
+        for key in ("frozen", "mine", "owner"):
+            assert model[key].dtype == expected[key].dtype
+            assert torch.equal(model[key].view(-1).view(torch.uint8), expected[key].view(-1).view(torch.uint8))
+    # A record stored after the resume diffs against the base in effect (the grown one).
+    for name in ("train", "compact", "train"):
+        o, saved = again.begin(name)
+        again.skip(o, saved)
+    o, _ = again.begin("compact")
+    again.end(o, _model_record("compact", states[4]))
+    assert read_verified(phase_path(tmp_path, 1, o), "phase", "")["delta_base"] == 5
+
+
+def test_a_delta_record_whose_base_is_damaged_is_dropped_with_the_rest(tmp_path):
+    journal = _journal(tmp_path)
+    for name, seed in (("train", 1), ("compact", 2)):
+        o, _ = journal.begin(name)
+        journal.end(o, _model_record(name, _state(seed)))
+    phase_path(tmp_path, 1, 1).write_bytes(b"damaged")
+    again = _journal(tmp_path)
+    assert again.replay == {} and _files(tmp_path) == []

@@ -545,6 +545,58 @@ def test_accounting_is_consistent() -> None:
     assert acc["paper_mb"] == acc["paper_bytes"] / 2**20
 
 
+def _from_scratch(net: MaskedNet) -> dict:
+    """``accounting()`` with no cached counts (what every call computed before issue 13)."""
+    for _, layer in net._layers():
+        layer._counts.clear()
+    return net.accounting()
+
+
+def test_incremental_accounting_equals_from_scratch_through_the_lifecycle() -> None:
+    """Finished tasks' counts are cached (issue 13: accounting was O(T) weight-sized work per
+    call); the cache must stay exact across begin, prune, finish, expand and load_state_dict."""
+    torch.manual_seed(0)
+    net = MaskedNet(digits_cnn)
+    x, y = _digits_batch()
+    checks = 0
+
+    def check() -> None:
+        nonlocal checks
+        assert net.accounting() == _from_scratch(net)
+        assert net.accounting() == _from_scratch(net)  # and again, from the freshly filled cache
+        checks += 1
+
+    for task, pick in ((1, "learn"), (2, "learn"), (3, "all"), (4, "learn")):
+        net.begin_task(task, 3, pick=pick)
+        check()
+        _train(net, x, y, steps=2)
+        net.prune(0.5)
+        check()
+        if task == 3:
+            net.expand(1.5)  # mid-task growth: the new entries go to task 3
+            _train(net, x, y, steps=2)
+            check()
+        net.finish_task()
+        check()
+        if task == 2:
+            net.expand(1.25)  # growth between tasks
+            check()
+            reloaded = MaskedNet.from_state_dict(net.state_dict(), digits_cnn)
+            assert reloaded.accounting() == net.accounting()
+            net = reloaded
+            check()
+    # load_state_dict into a net whose cache holds another run's counts must not reuse them
+    other = MaskedNet(digits_cnn)
+    for task in (1, 2):
+        other.begin_task(task, 3, pick="all")
+        other.prune(0.9)
+        other.finish_task()
+    assert other.accounting()["tasks"][2]["picked"] != net.accounting()["tasks"][2]["picked"]  # cache filled
+    other.load_state_dict(net.state_dict())
+    assert other.accounting() == _from_scratch(net)
+    assert checks == 15
+
+
 # ------------------------------------------------------- property-based
 @settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(

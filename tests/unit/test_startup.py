@@ -48,3 +48,18 @@ def test_mapped_import_names_and_no_generic_top_level_modules(tmp_path):
     # Run outside the checkout so the repository folders themselves are not on sys.path.
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_device_engine_run_never_imports_avalanche(tmp_path):
+    """A run on the device engine builds no Avalanche scenario and imports no Avalanche (issue 13:
+    the import costs about 7 s of CPU and 960 MB of RSS), nor scikit-learn for the digits data."""
+    out = tmp_path / "run"
+    code = (
+        "import sys\n"
+        "from clbench.cli import main\n"
+        f"rc = main(['run', '--recipe', 'tiny', '--finetune.engine', 'device', '--quiet', '--out', {str(out)!r}])\n"
+        "print(rc, sorted(m for m in ('avalanche', 'torchvision', 'torchmetrics', 'sklearn') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "0 []"
+    assert (out / "summary.json").is_file()
