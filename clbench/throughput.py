@@ -365,7 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--widths", type=_floats, default=[1.0, 0.25], help="VGG channel factors, e.g. 1,0.25")
     parser.add_argument("--batch-sizes", type=_ints, default=[32, 128], help="e.g. 32,128")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"a subset of {','.join(VARIANTS)}")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per repetition")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=512,
+        help="training images per repetition (steps = images // batch size; evaluation: 4 × as many)",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before the first repetition")
     parser.add_argument("--repeats", type=int, default=5, help="repetitions of each variant, alternating")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
@@ -375,8 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    if min(args.batch_sizes, default=0) < 2 or args.steps < 1 or args.repeats < 1 or args.warmup < 0:
-        parser.error("need --batch-sizes >= 2, --steps >= 1, --repeats >= 1, --warmup >= 0")
+    if min(args.batch_sizes, default=0) < 2 or args.repeats < 1 or args.warmup < 0:
+        parser.error("need --batch-sizes >= 2, --repeats >= 1, --warmup >= 0")
+    if args.images < max(args.batch_sizes):
+        parser.error(f"--images must be at least the largest batch size ({max(args.batch_sizes)})")
     if not args.widths or min(args.widths) <= 0:
         parser.error("--widths must be positive")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -385,12 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = EngineOptions(precision=args.precision, channels_last=args.channels_last)
     print(f"device: {device_name(device)}; torch {torch.__version__}")  # noqa: T201 - the report
     print(  # noqa: T201
-        f"{args.steps} training steps (evaluation: {4 * args.steps} batches) × {args.repeats} repetitions, "
-        f"warmup {args.warmup}, precision {args.precision}, channels_last {args.channels_last}\n"
+        f"{args.images} training images (evaluation: {4 * args.images}) per repetition × {args.repeats} "
+        f"repetitions, warmup {args.warmup} steps, precision {args.precision}, channels_last {args.channels_last}\n"
     )
     for width in args.widths:
         for batch_size in args.batch_sizes:
-            found = measure(device, batch_size, args.steps, args.warmup, args.repeats, options, width, variants)
+            steps = args.images // batch_size
+            found = measure(device, batch_size, steps, args.warmup, args.repeats, options, width, variants)
             print(report(found, f"width {width:g}, batch {batch_size}") + "\n", flush=True)  # noqa: T201
     return 0
 
