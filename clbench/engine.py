@@ -264,8 +264,9 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device: t
 # --------------------------------------------------------------------------- training
 @dataclass
 class StepInfo:
-    """Passed to ``Strategy.after_backward`` / ``after_update`` where Avalanche passes its loop
-    (the built-in strategies read nothing from it)."""
+    """Passed to the strategy's loop callbacks (``before_iteration``, ``training_loss``,
+    ``after_backward``, ``after_update``) where Avalanche passes its loop (the built-in
+    strategies read nothing from it)."""
 
     task: Task
     phase: str
@@ -367,10 +368,11 @@ def _train_step(
     info: StepInfo,
     stats: _EpochStats,
 ) -> None:
+    strategy.before_iteration(info)
     optimizer.zero_grad()
     with options.autocast(device):
         output = model(x)
-        loss = criterion(output, y)
+        loss = strategy.training_loss(criterion(output, y), output, y, info)
     loss.backward()
     strategy.after_backward(info)  # gradient gate + manual weight decay of masked strategies
     strategy.clip_gradients()

@@ -157,6 +157,14 @@ class _StrategyBridge(SupervisedPlugin):
         self.correct = self.correct.to(strategy.device)
         self.loss_sum = self.loss_sum.to(strategy.device)
 
+    def before_training_iteration(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        self.strategy.before_iteration(strategy)
+
+    def before_backward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        # Avalanche's own regularisers (EWC, SI, LwF) add to ``strategy.loss`` here too; the
+        # logged loss (after_training_iteration) is the one back-propagated.
+        strategy.loss = self.strategy.training_loss(strategy.loss, strategy.mb_output, strategy.mb_y, strategy)
+
     def after_backward(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         self.strategy.after_backward(strategy)
         self.strategy.clip_gradients()

@@ -22,7 +22,7 @@ from clbench.config import check
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+    from torch import Tensor, nn
 
     from clbench.benchmark import TaskData
     from clbench.journal import PhaseJournal
@@ -333,7 +333,21 @@ class Strategy:
         (e.g. ``EWCPlugin``); keep them on ``self`` so their state spans tasks."""
         return []
 
-    # Loop callbacks (Avalanche plugin events), no-ops by default.
+    # Loop callbacks (Avalanche plugin events), no-ops by default. Both engines call them in
+    # this order every training iteration: before_iteration, forward, training_loss, backward,
+    # after_backward, clip_gradients, step, after_update.
+    def before_iteration(self, loop: Loop) -> None:
+        """At the start of every training iteration, before the forward pass: per-batch
+        schedules (e.g. HAT's annealing of its gate temperature). ``loop`` is Avalanche's
+        ``SupervisedTemplate`` or the device engine's ``StepInfo`` (``task``, ``phase``,
+        ``epoch``, ``iteration``: iterations finished in this phase)."""
+
+    def training_loss(self, loss: Tensor, output: Tensor, target: Tensor, loop: Loop) -> Tensor:
+        """The loss to back-propagate and log for this batch: the criterion's scalar ``loss``
+        on the model's ``output`` (B, C) and ``target`` (B,), plus any term the strategy adds
+        (a regulariser). Runs under the phase's autocast. Default: ``loss`` unchanged."""
+        return loss
+
     def after_backward(self, loop: Loop) -> None:
         """Between ``backward()`` and ``step()``: gate gradients, add manual weight decay."""
 

@@ -405,3 +405,33 @@ def test_throughput_report_gives_each_repetition_and_the_ratio_of_medians():
     assert "| cpg | 5.0 | 16.0 | 10.0 | 10.0 | 0.500 × bare | 200 |" in table  # median 10 / median 20
     assert "| eval_cpg | 4.0 | 4.0 | 4.0 | 4.0 | 0.500 × eval_bare | 200 |" in table
     assert "| bare | 10.0 | 20.0 | 40.0 | 20.0 | 1.000 × bare | 200 |" in table
+
+
+@pytest.mark.parametrize("engine", ["device", "avalanche"])
+def test_iteration_and_loss_hooks_run_on_both_engines(engine, digits_tasks):
+    task = digits_tasks[0]
+    steps = iterations_per_epoch(len(task.train_exp.dataset), 32)
+
+    def trained(weight: float) -> tuple[list[str], float, float]:
+        torch.manual_seed(0)
+        strategy = _strategy("finetune", digits_tasks, engine=engine)
+        strategy.before_task(task)
+        calls: list[str] = []
+        head = strategy.model.heads["1"]
+
+        def training_loss(loss, output, target, loop):
+            calls.append("loss")
+            assert output.shape[0] == target.shape[0]
+            return loss + 10.0 + weight * sum((p**2).sum() for p in head.parameters())
+
+        strategy.before_iteration = lambda loop: calls.append("iteration")
+        strategy.training_loss = training_loss
+        result = strategy.fit(task, strategy.make_optimizer(0.05), [], 1, "train")
+        norm = float(sum((p.detach() ** 2).sum() for p in head.parameters()))
+        return calls, result.train_loss, norm
+
+    calls, logged, plain_norm = trained(0.0)
+    assert calls == ["iteration", "loss"] * steps
+    assert logged > 10.0  # the logged loss is the one the hook returned
+    _, _, shrunk_norm = trained(5.0)
+    assert shrunk_norm < 0.5 * plain_norm  # and it is the one back-propagated
