@@ -293,7 +293,7 @@ class GoalDrivenStrategy(MaskedStrategy):
         self._goals = dict(goals)
 
     def before_task(self, task: Task) -> None:
-        self._start_state = self.snapshot()  # growth restarts the task from here (§1.8)
+        self._start_state: dict[str, Any] | None = self.snapshot()  # growth restarts the task from here (§1.8)
         self._goal: float | None = None
         self._before_prune = (math.nan, math.nan)
         super().before_task(task)
@@ -356,12 +356,16 @@ class GoalDrivenStrategy(MaskedStrategy):
             return False
         width = min(self.model.width_mult + self.config.width_step, self.config.max_width)
         log.info("task %d: accuracy %.4f misses goal %.4f: growing to width %g", task.index, val_acc, goal, width)
+        assert self._start_state is not None, "grow() after compact(): the task's start state is gone"
         self.restore(self._start_state)
         self.model.expand(width)
         MaskedStrategy.before_task(self, task)
         return True
 
     def compact(self, task: Task) -> None:
+        # No growth follows compact: the task's start state (a whole copy of the model) goes, so
+        # it does not sit beside the stage and retrain copies.
+        self._start_state = None
         if self.owned_weights(task) == 0:
             return  # the task owns nothing to prune (upstream exit 5)
         self.gradual_compact(task)
@@ -404,6 +408,7 @@ class GoalDrivenStrategy(MaskedStrategy):
             val_acc = self.validation_accuracy(task)
             log.info("task %d: sparsity %g -> validation accuracy %.4f", task.index, target, val_acc)
             if forced or meets_goal(val_acc + cfg.allow_acc_loss, goal, margin):
+                kept = None  # one kept copy at a time, not two while the new one is taken
                 chosen, kept = target, self.snapshot()
             if floor is not None and target >= floor:
                 break

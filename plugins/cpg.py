@@ -123,6 +123,8 @@ class CPG(GoalDrivenStrategy):
             self.fit(task, optimizer, [], 1, "retrain")
             acc = self.validation_accuracy(task)
             if acc > best_acc:
+                # Once the retrain has improved, the pruned model is never restored: keep one copy.
+                kept = best_state = None
                 best_acc, best_state, stale = acc, self.snapshot(), 0
             else:
                 stale += 1
