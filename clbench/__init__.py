@@ -15,9 +15,9 @@ with. ``tests/unit/test_import_layers.py`` reads this table and checks all of it
     experiment:  experiment, sweep, sweep_grid
     runner:      runner, goal_training
     plugins:     manager, registry, hookspecs, recipes, runspec
-    strategy:    strategy, isolation, network
+    strategy:    strategy, isolation
     engine:      engine, loop, fitting, optim, checkpoint, journal, statedelta, triplets, verification
-    model, data: nn, datasets, benchmark, taskcheck
+    model, data: nn, network, datasets, benchmark, taskcheck
     records:     results, goals, accounting
     base:        __init__, config, errors, field_docs
 

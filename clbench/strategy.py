@@ -5,9 +5,11 @@
     before_task → pick → train → (grow → train)* → compact → after_task
 
 ``pick``, ``grow`` and ``compact`` are no-ops here; parameter-isolation strategies override
-them (PackNet only ``compact``). Training and evaluation run on Avalanche's
-``SupervisedTemplate`` loop (see :mod:`clbench.loop`), imported only when a run starts, so that
-registering and listing strategies stays cheap.
+them (PackNet only ``compact``). Training and evaluation run on the engine the config names:
+Avalanche's ``SupervisedTemplate`` loop (:mod:`clbench.loop`) or the device engine
+(:mod:`clbench.engine`). :meth:`Strategy.fit` and :meth:`Strategy.evaluate_all` pick it, and
+import it only when a run starts, so that registering and listing strategies stays cheap. The
+engines sit below this module: they name its types only under ``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
