@@ -56,16 +56,6 @@ def recorded(run_dir: Path) -> dict[str, str] | None:
     return found if isinstance(found, dict) and "kind" in found else None
 
 
-def installed(strategy: str) -> dict[str, str] | None:
-    """The accounting of an installed strategy (None when it is not installed)."""
-    from clbench.experiment import installed_plugins
-
-    plugins = installed_plugins()
-    if plugins is None or strategy not in plugins.strategies:
-        return None
-    return record(plugins.strategies.get(strategy))
-
-
 def size_notes(accounting: Mapping[str, Mapping[str, Any]], paper_column: bool) -> list[str]:
     """Footnotes for the size columns: one clause per way of counting found among the table's
     strategies (``accounting``: strategy -> :func:`record`), grouping the strategies that share it."""

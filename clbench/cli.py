@@ -16,17 +16,17 @@ import re
 import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from clbench import __version__
 from clbench import config as cfg
 from clbench.errors import ClbenchError, RegistryError, RunInterrupted, UsageError
+from clbench.runspec import RunOptions
 
 if TYPE_CHECKING:
     from clbench.manager import Plugins
-    from clbench.runner import RunSpec
+    from clbench.runspec import RunSpec
 
 DEFAULT_STRATEGY = "finetune"
 DEFAULT_BENCHMARK = "digits"
@@ -386,7 +386,7 @@ def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
     parser = _run_parser(strategy_name, strategy_cls.Config, benchmark_name, benchmark_cls.Config)
     _show_values_in_help(parser, plugins, strategy_name, benchmark_name, recipe_named, file_layers)
     ns = parser.parse_args(args)
-    run_opts = cfg.resolve(_RunOptions, "run", [run_file, _explicit(ns, "run__")])
+    run_opts = cfg.resolve(RunOptions, "run", [run_file, _explicit(ns, "run__")])
     _setup_logging(run_opts.quiet)
 
     recipe = run_opts.recipe or benchmark_cls.default_recipe
@@ -418,7 +418,7 @@ def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
     if not ns.print_config and not (first.resume is not None and (first.resume / "summary.json").is_file()):
         benchmark_cls(benchmark_config).check_data()  # one line, before torch and the data are loaded
 
-    from clbench.runner import RunSpec
+    from clbench.runspec import RunSpec
 
     spec = RunSpec(
         strategy=strategy_name,
@@ -484,35 +484,6 @@ def _cmd_run(args: Sequence[str]) -> int:
     return 0
 
 
-@dataclass(frozen=True)
-class _RunOptions:
-    """Run-level options (the ``[run]`` section of a config file, or the flags above)."""
-
-    seed: int = 0
-    device: str = "auto"
-    out: str | None = None
-    overwrite: bool = False
-    quiet: bool = False
-    deterministic: bool = False
-    phase_checkpoints: bool = True
-    recipe: str | None = None
-    epochs: int | None = None
-    data_root: str | None = None
-    strategy: str | None = None
-    benchmark: str | None = None
-
-    def __post_init__(self) -> None:
-        cfg.check(
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-            "run",
-            "device",
-            "auto, cpu, cuda or cuda:N",
-            self.device,
-        )
-        cfg.check(self.seed >= 0, "run", "seed", ">= 0", self.seed)
-        cfg.check(self.epochs is None or self.epochs >= 0, "run", "epochs", ">= 0", self.epochs)
-
-
 def _finished(run_dir: Path) -> bool:
     """``--resume`` of a finished run is a no-op: say so and touch nothing (not even the lock)."""
     from clbench.results import SUMMARY_FILE
@@ -524,7 +495,7 @@ def _finished(run_dir: Path) -> bool:
 
 
 def _check_resume_options(
-    run_dir: Path, saved: dict[str, Any], opts: _RunOptions, strategy: str, benchmark: str
+    run_dir: Path, saved: dict[str, Any], opts: RunOptions, strategy: str, benchmark: str
 ) -> None:
     """A resumed run keeps its identity: strategy, benchmark, seed and directory."""
     for name, now in (("strategy", strategy), ("benchmark", benchmark), ("seed", opts.seed)):

@@ -1,6 +1,6 @@
 """The device engine: training and evaluation with each task's data resident on the device.
 
-``clbench.loop.fit`` / ``evaluate`` hand over to this module when the strategy's config says
+``Strategy.fit`` / ``Strategy.evaluate_all`` call this module when the strategy's config says
 ``engine = "device"``; the Avalanche engine (``SupervisedTemplate``) stays the default. The
 semantics are those of ``clbench.loop.fit`` and its ``_StrategyBridge``, step for step::
 
@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 from clbench.datasets.arrays import ArrayDataset, Augment
 from clbench.datasets.tensors import TensorTaskDataset
 from clbench.errors import UsageError
-from clbench.strategy import FitResult, iterations_per_epoch
+from clbench.fitting import FitResult, iterations_per_epoch
 
 if TYPE_CHECKING:
     from clbench.strategy import Strategy, Task

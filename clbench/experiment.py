@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from clbench import config as cfg
 from clbench.errors import ClbenchError
+from clbench.runspec import RunOptions
 
 if TYPE_CHECKING:
     from clbench.manager import Plugins
@@ -73,9 +74,7 @@ def recipe_layers(plugins: Plugins, benchmark: str, strategy: str, recipe: str) 
 
 def run_defaults() -> dict[str, Any]:
     """The ``[run]`` values a plain ``clbench run`` writes (device, deterministic, …)."""
-    from clbench.cli import _RunOptions
-
-    return {f.name: f.default for f in dataclasses.fields(_RunOptions)}
+    return {f.name: f.default for f in dataclasses.fields(RunOptions)}
 
 
 @functools.cache

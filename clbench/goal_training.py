@@ -25,7 +25,7 @@ from clbench.errors import UsageError
 
 if TYPE_CHECKING:
     from clbench.manager import Plugins
-    from clbench.runner import RunSpec
+    from clbench.runspec import RunSpec
     from clbench.strategy import Strategy, Task
 
 log = logging.getLogger(__name__)

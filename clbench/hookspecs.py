@@ -15,7 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from clbench.benchmark import Benchmark
-    from clbench.runner import RunState
+    from clbench.runspec import RunState
     from clbench.strategy import Strategy
 
 hookspec = pluggy.HookspecMarker("clbench")

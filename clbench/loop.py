@@ -30,11 +30,12 @@ with warnings.catch_warnings():
     from avalanche.training.templates import SupervisedTemplate
 
 from clbench.errors import ClbenchError, NonFiniteLossError
+from clbench.fitting import FitResult, iterations_per_epoch
 from clbench.triplets import as_images, triplet_correct
 
 if TYPE_CHECKING:
     from clbench.benchmark import TaskData
-    from clbench.strategy import FitResult, Strategy, Task
+    from clbench.strategy import Strategy, Task
 
 _ACC_KEY = re.compile(r"Top1_Acc_Exp/eval_phase/(\w+?)_stream/Task(\d+)/Exp\d+")
 
@@ -220,24 +221,7 @@ def fit(
     phase: str,
 ) -> FitResult:
     """Train ``strategy.model`` on ``task`` for ``epochs`` with ``optimizer``; every scheduler
-    steps once per epoch."""
-    from clbench.engine import engine_of
-
-    if engine_of(strategy.config) == "device":
-        from clbench.engine import fit_on_device
-
-        return fit_on_device(
-            strategy,
-            task,
-            optimizer=optimizer,
-            schedulers=schedulers,
-            criterion=criterion,
-            epochs=epochs,
-            batch_size=batch_size,
-            phase=phase,
-        )
-    from clbench.strategy import FitResult, iterations_per_epoch
-
+    steps once per epoch. The Avalanche engine only: ``Strategy.fit`` picks the engine."""
     if epochs == 0:
         return FitResult(train_accuracy=math.nan, train_loss=math.nan)
     ctx = strategy.context
@@ -272,13 +256,7 @@ def fit(
 
 def evaluate(strategy: Strategy, tasks: Sequence[Task], split: str, batch_size: int) -> dict[int, float]:
     """Task-aware top-1 accuracy of each (classification) task on ``split``, read from
-    Avalanche's evaluator (or by the device engine when the config asks for it)."""
-    from clbench.engine import engine_of
-
-    if engine_of(strategy.config) == "device":
-        from clbench.engine import evaluate_on_device
-
-        return evaluate_on_device(strategy, tasks, split, batch_size)
+    Avalanche's evaluator. The Avalanche engine only: ``Strategy.evaluate_all`` picks the engine."""
     if not tasks:
         return {}
     exps = [t.experience(split) for t in tasks]

@@ -23,7 +23,7 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +33,7 @@ from clbench import checkpoint, goal_training, results
 from clbench import config as cfg
 from clbench.errors import ClbenchError, ResultsExistError, RunInterrupted, UsageError
 from clbench.journal import PhaseJournal, phase_path
+from clbench.runspec import RunSpec, RunState
 from clbench.taskcheck import check_tasks
 
 if TYPE_CHECKING:
@@ -51,39 +52,6 @@ RESULT_FILES = (
     "summary.md",
     results.TASKS_FILE,
 )
-
-
-@dataclass
-class RunSpec:
-    """Everything that defines a run, resolved and validated."""
-
-    strategy: str
-    benchmark: str
-    strategy_config: Any
-    benchmark_config: Any
-    recipe: str
-    seed: int = 0
-    device: str = "auto"
-    out: Path | None = None
-    overwrite: bool = False
-    resume: bool = False
-    quiet: bool = False
-    deterministic: bool = False
-    phase_checkpoints: bool = True  # a checkpoint after every phase, not only after every task
-    runs_root: Path = Path("runs")
-    publish_goals: bool = True  # a goal-producing run also writes the keyed goal file (not inside finetune-max)
-    notes: tuple[str, ...] = ()  # how the config was resolved (catch-all recipe values): --print-config shows them
-
-
-@dataclass
-class RunState:
-    """What observers (``clbench_after_task`` …) see of a run in progress."""
-
-    spec: RunSpec
-    run_id: str
-    run_dir: Path
-    tasks: list[Task] = field(default_factory=list)
-    strategy: Strategy | None = None
 
 
 def run(spec: RunSpec, plugins: Plugins) -> RunState:

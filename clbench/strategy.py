@@ -5,9 +5,11 @@
     before_task → pick → train → (grow → train)* → compact → after_task
 
 ``pick``, ``grow`` and ``compact`` are no-ops here; parameter-isolation strategies override
-them (PackNet only ``compact``). Training and evaluation run on Avalanche's
-``SupervisedTemplate`` loop (see :mod:`clbench.loop`), imported only when a run starts, so that
-registering and listing strategies stays cheap.
+them (PackNet only ``compact``). Training and evaluation run on the engine the config names:
+Avalanche's ``SupervisedTemplate`` loop (:mod:`clbench.loop`) or the device engine
+(:mod:`clbench.engine`). :meth:`Strategy.fit` and :meth:`Strategy.evaluate_all` pick it, and
+import it only when a run starts, so that registering and listing strategies stays cheap. The
+engines sit below this module: they name its types only under ``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from clbench.config import check
+from clbench.fitting import FitResult, iterations_per_epoch
+
+# FitResult and iterations_per_epoch live in clbench.fitting, below both engines; plugins import
+# them from here.
+__all__ = [
+    "FitResult",
+    "Scenario",
+    "Strategy",
+    "StrategyContext",
+    "Task",
+    "TrainConfig",
+    "check_strategy_class",
+    "iterations_per_epoch",
+]
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +42,6 @@ if TYPE_CHECKING:
 
     from clbench.benchmark import TaskData
     from clbench.journal import PhaseJournal
-    from clbench.loop import Loop
 
 
 @dataclass(frozen=True)
@@ -167,17 +182,6 @@ def check_strategy_class(cls: type) -> None:
     unknown = sorted(set(cls.own_defaults) - fields)
     if unknown:
         raise ValueError(f"strategy {cls.name!r}: own_defaults names {unknown}, not fields of its Config")
-
-
-def iterations_per_epoch(samples: int, batch_size: int) -> int:
-    """Training iterations per epoch; a last batch of one sample is dropped (it breaks BatchNorm)."""
-    return samples // batch_size + (samples % batch_size > 1)
-
-
-@dataclass
-class FitResult:
-    train_accuracy: float
-    train_loss: float
 
 
 class Strategy:
@@ -335,20 +339,21 @@ class Strategy:
 
     # Loop callbacks (Avalanche plugin events), no-ops by default. Both engines call them in
     # this order every training iteration: before_iteration, forward, training_loss, backward,
-    # after_backward, clip_gradients, step, after_update.
-    def before_iteration(self, loop: Loop) -> None:
+    # after_backward, clip_gradients, step, after_update. ``loop`` is typed Any: it is either
+    # engine's object (clbench.loop.Loop or clbench.engine.StepInfo), and the engines sit below.
+    def before_iteration(self, loop: Any) -> None:
         """At the start of every training iteration, before the forward pass: per-batch
         schedules (e.g. HAT's annealing of its gate temperature). ``loop`` is Avalanche's
         ``SupervisedTemplate`` or the device engine's ``StepInfo`` (``task``, ``phase``,
         ``epoch``, ``iteration``: iterations finished in this phase)."""
 
-    def training_loss(self, loss: Tensor, output: Tensor, target: Tensor, loop: Loop) -> Tensor:
+    def training_loss(self, loss: Tensor, output: Tensor, target: Tensor, loop: Any) -> Tensor:
         """The loss to back-propagate and log for this batch: the criterion's scalar ``loss``
         on the model's ``output`` (B, C) and ``target`` (B,), plus any term the strategy adds
         (a regulariser). Runs under the phase's autocast. Default: ``loss`` unchanged."""
         return loss
 
-    def after_backward(self, loop: Loop) -> None:
+    def after_backward(self, loop: Any) -> None:
         """Between ``backward()`` and ``step()``: gate gradients, add manual weight decay."""
 
     def clip_gradients(self) -> None:
@@ -361,7 +366,7 @@ class Strategy:
             params = [p for p in self.model.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, limit)
 
-    def after_update(self, loop: Loop) -> None:
+    def after_update(self, loop: Any) -> None:
         """After ``step()``: re-apply masks, advance pruning schedules."""
 
     # ------------------------------------------------------------ evaluation

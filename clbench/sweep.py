@@ -37,7 +37,7 @@ from clbench.errors import ClbenchError, RunInterrupted, UsageError
 from clbench.sweep_grid import GRID_FILE, Cell, SweepSpec, grid_record
 
 if TYPE_CHECKING:
-    from clbench.runner import RunSpec
+    from clbench.runspec import RunSpec
 
 RUNNING_DIR = ".running"  # a marker per cell a worker is running now (the progress bar counts them)
 

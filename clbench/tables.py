@@ -281,9 +281,20 @@ def run_accounting(runs: Sequence[Run]) -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for run in runs:
         if run.strategy not in found:
-            declared = accounting.recorded(run.path) or accounting.installed(run.strategy)
+            declared = accounting.recorded(run.path) or _installed_accounting(run.strategy)
             found[run.strategy] = declared or {"kind": "other", "size_note": accounting.KINDS["other"]}
     return found
+
+
+def _installed_accounting(strategy: str) -> dict[str, str] | None:
+    """The accounting of an installed strategy (None when it is not installed). Here, not in
+    clbench.accounting: loading the plugins belongs to the layers above the strategy's."""
+    from clbench import accounting
+
+    plugins = experiment.installed_plugins()
+    if plugins is None or strategy not in plugins.strategies:
+        return None
+    return accounting.record(plugins.strategies.get(strategy))
 
 
 def task_note(table: Table) -> list[str]:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from clbench.manager import Plugins
-    from clbench.runner import RunSpec
+    from clbench.runspec import RunSpec
 
 DEFAULT_BENCHMARK = "digits"
 DEFAULT_RECIPE = "tiny"
