@@ -433,3 +433,23 @@ def test_iteration_and_loss_hooks_run_on_both_engines(engine, digits_tasks):
     assert logged > 10.0  # the logged loss is the one the hook returned
     _, _, shrunk_norm = trained(5.0)
     assert shrunk_norm < 0.5 * plain_norm  # and it is the one back-propagated
+
+
+@pytest.mark.parametrize("engine", ["device", "avalanche"])
+def test_pick_masks_train_under_a_strategys_own_optimizer(engine, digits_tasks):
+    """Issue 18: pick masks used to train only inside run_phase (a private flag); a strategy with
+    its own optimizer got masks that silently never moved."""
+    from clbench.optim import OptimizerGroup
+
+    torch.manual_seed(0)
+    strategy = _strategy("cpg", digits_tasks, engine=engine)
+    first, second = digits_tasks
+    strategy.before_task(first)
+    strategy.model.prune(0.5)  # task 2 then picks from half of every layer
+    strategy.after_task(first)
+    strategy.before_task(second)
+    picks = strategy.model.pick_parameters()
+    before = [p.detach().clone() for p in picks]
+    sgd = torch.optim.SGD(strategy.model.trainable_parameters(), lr=0.01)
+    strategy.fit(second, OptimizerGroup([sgd, torch.optim.Adam(picks, lr=0.01)]), [], 1, "own loop")
+    assert any(not torch.equal(b, p.detach()) for b, p in zip(before, picks, strict=True))
