@@ -358,6 +358,7 @@ class _MaskedLayer(_TaskModule):
         task = self._require_active()
         bias = self.biases[str(task)] if self.bias_seed is not None else None
         if torch.is_grad_enabled():
+            self._cache.pop("eval", None)  # training resumed: do not hold a weight-sized copy
             if task == self._training_task:
                 return self._training_weight(task), bias
             packed = self._pick_buffer(task)
