@@ -358,15 +358,19 @@ class _MaskedLayer(_TaskModule):
         task = self._require_active()
         bias = self.biases[str(task)] if self.bias_seed is not None else None
         if torch.is_grad_enabled():
-            self._cache.pop("eval", None)  # training resumed: do not hold a weight-sized copy
+            # Training resumed: the weights are about to change (fused optimizer steps do not bump
+            # version counters), and the copy need not sit beside the training state.
+            self._cache.pop("eval", None)
             if task == self._training_task:
                 return self._training_weight(task), bias
             packed = self._pick_buffer(task)
             key = (task, self.owner, self.owner._version, packed, -1 if packed is None else packed._version)
+            key = (*key, self.weight.dtype)
             mask = self._cached("forward", key, lambda: self.effective_mask(task).to(self.weight.dtype))
             return self.weight[_region(mask.shape)] * mask, bias
-        # Evaluation: the masked weight itself is cached until the weight, the owner mask or the
-        # pick mask changes, so evaluating costs what the plain layer costs.
+        # Evaluation: the masked weight itself is cached, so evaluating costs what the plain layer
+        # costs. Keyed on version counters, which fused optimizer steps do not bump: the cache is
+        # also dropped by every grad-enabled forward (above) and by a train_picks switch.
         pm = self.piggymask if task == self._training_task else self._pick_buffer(task)
         key = (
             task,
@@ -375,6 +379,7 @@ class _MaskedLayer(_TaskModule):
             self.owner._version,
             self.weight,
             self.weight._version,
+            self.weight.dtype,
             pm,
             -1 if pm is None else pm._version,
         )
@@ -427,22 +432,42 @@ class _MaskedLayer(_TaskModule):
             with torch.no_grad():
                 self.bias_seed.copy_(bias)
 
-    def _gate(self, weight_decay: float, train_pick: bool) -> None:
+    def _gate(self, weight_decay: float, train_pick: bool) -> Tensor | None:
+        """Decay and gate this layer's gradients in place; returns a 0-d bool tensor saying
+        whether they are all finite (``None`` without gradients), for ``_gate_non_finite``."""
         own = self._training_plan(self._training_task).own  # type: ignore[arg-type]
+        checks: list[Tensor] = []
         with torch.no_grad():
             grad = self.weight.grad
             if grad is not None:
                 if weight_decay:
                     grad.add_(self.weight, alpha=weight_decay)  # decay first, then gate (§1.4)
                 # A float product, not masked_fill_: bit-identical on own entries (x·1 = x) and 7×
-                # faster on CPU. A non-finite gradient would reach frozen weights as NaN (0·inf);
-                # the run then stops with NonFiniteLossError and the phase is never saved.
+                # faster on CPU. Only a non-finite gradient differs (0·inf = NaN off own weights):
+                # MaskedNet.gate_gradients then takes _gate_non_finite.
                 grad.mul_(own)
+                checks.append(torch.isfinite(grad).all())
             pm = self.piggymask
-            # Pick gradients come only from _PickedWeight, exactly zero off earlier weights, and
-            # pick entries there are never read (their thresholds are ±inf): nothing to gate.
-            if pm is not None and pm.grad is not None and not train_pick:
-                pm.grad.zero_()
+            if pm is not None and pm.grad is not None:
+                if train_pick:
+                    # Pick gradients come from _PickedWeight, zero off earlier weights (frozen is
+                    # zero there), and pick entries there are never read (thresholds ±inf).
+                    checks.append(torch.isfinite(pm.grad).all())
+                else:
+                    pm.grad.zero_()
+        return torch.stack(checks).all() if checks else None
+
+    def _gate_non_finite(self) -> None:
+        """The exact gate for a step whose gradients are not all finite: zero (not NaN) off the
+        training task's own weights, and off earlier weights for the pick mask, as upstream's
+        indexed assignment does, so a NaN never reaches a finished task's weights."""
+        task = self._training_task
+        with torch.no_grad():
+            if self.weight.grad is not None:
+                self.weight.grad.masked_fill_(self.owner != task, 0.0)
+            pm = self.piggymask
+            if pm is not None and pm.grad is not None:
+                pm.grad.masked_fill_((self.owner == 0) | (self.owner >= task), 0.0)
 
     def _prune(self, task: int, ratio: float) -> tuple[int, int]:
         """CPG ``_pruning_mask`` (§1.6); returns (free, candidates) after pruning."""
@@ -880,6 +905,11 @@ class MaskedNet(nn.Module):
     @train_picks.setter
     def train_picks(self, value: bool) -> None:
         self._train_picks = bool(value)
+        # Fused optimizers update in place without bumping version counters, so caches derived
+        # from the pick mask's values cannot trust them across a switch: rebuild.
+        for _, layer in self._layers():
+            layer._cache.pop("frozen_pick", None)
+            layer._cache.pop("eval", None)
         self._broadcast()
 
     def _guard(self, method: str, needed: MaskedNet.State) -> None:
@@ -1008,8 +1038,13 @@ class MaskedNet(nn.Module):
         """
         self._guard("gate_gradients", self.State.TRAINING)
         picks = self._train_picks if train_pick is None else train_pick
-        for _, layer in self._layers():
-            layer._gate(weight_decay, picks)
+        layers = [layer for _, layer in self._layers()]
+        checks = [c for c in (layer._gate(weight_decay, picks) for layer in layers) if c is not None]
+        # One host sync per step: a float gate turns inf/NaN off own weights into NaN (0·inf),
+        # so a non-finite step takes the exact (slower) gate and frozen weights stay untouched.
+        if checks and not bool(torch.stack(checks).all()):
+            for layer in layers:
+                layer._gate_non_finite()
 
     def zero_released(self) -> None:
         """Re-zero released (owner 0) weights; call after ``optimizer.step()`` once pruning has

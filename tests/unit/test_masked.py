@@ -683,3 +683,36 @@ def test_train_picks_off_computes_no_pick_gradient_and_keeps_the_forward():
     net.train_picks = True
     F.cross_entropy(net(x), target).backward()
     assert layer.piggymask.grad is not None
+
+
+def test_a_non_finite_gradient_never_reaches_finished_weights():
+    """The float gate (grad × own) would turn inf/NaN off own weights into NaN (0·inf); a step
+    with non-finite gradients takes the exact gate, so finished tasks' weights stay as they are."""
+    net, layer = _two_task_linear()
+    F.cross_entropy(net(torch.randn(5, 6)), torch.tensor([0, 1, 0, 1, 1])).backward()
+    own, earlier = layer.owner == 2, layer.owner == 1
+    layer.weight.grad[earlier.nonzero()[0].tolist()[0], earlier.nonzero()[0].tolist()[1]] = float("nan")
+    layer.weight.grad[tuple(own.nonzero()[0].tolist())] = float("inf")
+    layer.piggymask.grad[tuple(own.nonzero()[0].tolist())] = float("nan")
+    frozen = layer.weight.detach()[earlier].clone()
+    net.gate_gradients(WD)
+    assert bool((layer.weight.grad[~own] == 0).all()) and bool((layer.piggymask.grad[~earlier] == 0).all())
+    torch.optim.SGD(net.trainable_parameters(), lr=0.1, momentum=0.9, fused=True).step()
+    assert torch.equal(layer.weight.detach()[earlier], frozen)
+
+
+def test_switching_train_picks_rebuilds_masks_derived_from_the_pick_mask():
+    """Fused Adam moves the pick mask without bumping its version counter: a frozen-pick mask
+    cached before must not be reused after picks trained again."""
+    net, layer = _two_task_linear()
+    x, target = torch.randn(5, 6), torch.tensor([0, 1, 0, 1, 1])
+    net.train_picks = False
+    net(x)  # caches the frozen-pick mask
+    net.train_picks = True
+    adam = torch.optim.Adam(net.pick_parameters(), lr=1.0, fused=True)
+    F.cross_entropy(net(x), target).backward()
+    net.gate_gradients(0.0)
+    adam.step()
+    net.train_picks = False
+    w, _ = layer._effective_params()
+    assert torch.equal(w.detach(), (layer.weight * layer.effective_mask(2)).detach())
