@@ -433,8 +433,10 @@ class _MaskedLayer(_TaskModule):
                 self.bias_seed.copy_(bias)
 
     def _gate(self, weight_decay: float, train_pick: bool) -> Tensor | None:
-        """Decay and gate this layer's gradients in place; returns a 0-d bool tensor saying
-        whether they are all finite (``None`` without gradients), for ``_gate_non_finite``."""
+        """Decay and gate this layer's gradients in place; returns the 0-d sum of the gated
+        gradients (``None`` without any): it is finite only if they all are, which
+        ``MaskedNet.gate_gradients`` checks for ``_gate_non_finite``. A sum reads each gradient
+        once and allocates nothing weight-sized (``isfinite().all()`` cost 15 % of a CPG step)."""
         own = self._training_plan(self._training_task).own  # type: ignore[arg-type]
         checks: list[Tensor] = []
         with torch.no_grad():
@@ -446,16 +448,16 @@ class _MaskedLayer(_TaskModule):
                 # faster on CPU. Only a non-finite gradient differs (0·inf = NaN off own weights):
                 # MaskedNet.gate_gradients then takes _gate_non_finite.
                 grad.mul_(own)
-                checks.append(torch.isfinite(grad).all())
+                checks.append(grad.sum())
             pm = self.piggymask
             if pm is not None and pm.grad is not None:
                 if train_pick:
                     # Pick gradients come from _PickedWeight, zero off earlier weights (frozen is
                     # zero there), and pick entries there are never read (thresholds ±inf).
-                    checks.append(torch.isfinite(pm.grad).all())
+                    checks.append(pm.grad.sum())
                 else:
                     pm.grad.zero_()
-        return torch.stack(checks).all() if checks else None
+        return torch.stack(checks).sum() if checks else None
 
     def _gate_non_finite(self) -> None:
         """The exact gate for a step whose gradients are not all finite: zero (not NaN) off the
@@ -1042,7 +1044,8 @@ class MaskedNet(nn.Module):
         checks = [c for c in (layer._gate(weight_decay, picks) for layer in layers) if c is not None]
         # One host sync per step: a float gate turns inf/NaN off own weights into NaN (0·inf),
         # so a non-finite step takes the exact (slower) gate and frozen weights stay untouched.
-        if checks and not bool(torch.stack(checks).all()):
+        # (A finite sum that overflows to inf only takes the exact gate needlessly.)
+        if checks and not bool(torch.isfinite(torch.stack(checks)).all()):
             for layer in layers:
                 layer._gate_non_finite()
 
