@@ -348,9 +348,12 @@ class Strategy:
         ``epoch``, ``iteration``: iterations finished in this phase)."""
 
     def training_loss(self, loss: Tensor, output: Tensor, target: Tensor, loop: Any) -> Tensor:
-        """The loss to back-propagate and log for this batch: the criterion's scalar ``loss``
-        on the model's ``output`` (B, C) and ``target`` (B,), plus any term the strategy adds
-        (a regulariser). Runs under the phase's autocast. Default: ``loss`` unchanged."""
+        """The loss to back-propagate and log for this batch: ``loss`` (a scalar tensor) plus
+        any term the strategy adds (a regulariser). ``loss`` is the criterion's on the model's
+        ``output`` (classification (B, C); triplet (3B, D)) and ``target`` (B,); on the Avalanche
+        engine it already includes what Avalanche plugins (EWC, SI, LwF) added, since this hook
+        runs after them, so add to it rather than rescale it. Runs under the phase's autocast on
+        the device engine. Default: ``loss`` unchanged."""
         return loss
 
     def after_backward(self, loop: Any) -> None:

@@ -1035,8 +1035,10 @@ class MaskedNet(nn.Module):
         Adds ``weight_decay * W`` to every masked weight's gradient, then zeroes it wherever
         ``owner != training task``. Piggymask gradients are zero outside earlier tasks' weights
         by construction (``_PickedWeight``); ``train_pick=False`` zeroes all of them, as
-        upstream's prune stage does (``train_pick=None``: follow :attr:`train_picks`, which with
-        ``False`` skips computing them at all).
+        upstream's prune stage does. ``train_pick=None`` follows :attr:`train_picks`; note that
+        with ``train_picks = False`` no pick gradient exists to keep, whatever ``train_pick`` says.
+        A step whose gradients are not all finite is gated exactly (zeros, not NaN, off the
+        task's own weights): one host sync per call decides.
         """
         self._guard("gate_gradients", self.State.TRAINING)
         picks = self._train_picks if train_pick is None else train_pick
