@@ -269,7 +269,8 @@ class _TrainingPlan:
     ``own``: 1 on the task's weights (the gate). ``mask``: the fixed 0/1 mask of pick modes
     "all"/"none"; ``dense`` when it is all ones. ``thresholds``/``frozen``: the learned pick
     path (``_PickedWeight``): -inf / binarizer threshold / +inf on own / earlier / other weights,
-    and ``weight * earlier`` (earlier tasks' weights never change while the owner mask stands).
+    and ``weight * earlier`` (earlier tasks' weights never change while the owner mask stands),
+    built only while the pick mask trains (``train_picks``).
     Float products instead of bool indexing: on CPU ``masked_fill_`` with a scattered bool mask
     costs about 7 times a multiply.
     """
@@ -287,6 +288,8 @@ class _TrainingPlan:
         if layer.piggymask is None:
             fixed = layer.effective_mask(task)
             return cls(own.to(dtype), mask=fixed.to(dtype), dense=bool(fixed.all()))
+        if not layer._train_picks:
+            return cls(own.to(dtype))  # a frozen pick mask uses the "frozen_pick" mask instead
         earlier = (owner >= 1) & (owner < task)
         thresholds = torch.full_like(layer.weight, math.inf, dtype=dtype)
         thresholds.masked_fill_(earlier, DEFAULT_THRESHOLD).masked_fill_(own, -math.inf)
@@ -352,6 +355,7 @@ class _MaskedLayer(_TaskModule):
         """The training task's float masks, rebuilt whenever the owner mask changes (begin_task,
         prune, load_state_dict) or the layer is replaced (expand, restore)."""
         key = (task, self.owner, self.owner._version, self.weight, self.weight.dtype, self.piggymask is not None)
+        key = (*key, self.piggymask is not None and self._train_picks)
         return self._cached("train", key, lambda: _TrainingPlan.build(self, task))
 
     def _effective_params(self) -> tuple[Tensor, Tensor | None]:
