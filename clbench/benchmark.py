@@ -96,6 +96,9 @@ class Benchmark:
     default_recipe: ClassVar[str] = "default"
     # recipe name -> one line: its purpose and its cost (``clbench list recipes``).
     recipe_notes: ClassVar[dict[str, str]] = {}
+    # recipe name -> values of this benchmark's own Config the recipe sets (a CPU recipe's narrower
+    # backbone, say): the lowest layer, under a config file's section and the --<benchmark>.* flags.
+    recipe_config: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: BenchmarkConfig) -> None:
         self.config = config
@@ -115,6 +118,11 @@ class Benchmark:
         entries = cls.recipes[recipe]
         common = {k: v for k, v in entries.get("*", {}).items() if k in fields}
         return [common, dict(entries.get(strategy, {}))]
+
+    @classmethod
+    def recipe_config_layer(cls, recipe: str) -> dict[str, Any]:
+        """The benchmark Config values recipe ``recipe`` sets (``recipe_config``; empty when none)."""
+        return dict(cls.recipe_config.get(recipe, {}))
 
     def check_data(self) -> None:
         """Cheap check (no torch, no reading of images) that the data is where the config says,

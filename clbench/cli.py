@@ -410,7 +410,9 @@ def resolve_run(args: Sequence[str]) -> tuple[RunSpec, Plugins, bool]:
     if run_opts.data_root is not None:
         bench_flags.setdefault("data_root", run_opts.data_root)
     benchmark_config = cfg.resolve(
-        benchmark_cls.Config, benchmark_name, [file_layers.get(benchmark_name, {}), bench_flags]
+        benchmark_cls.Config,
+        benchmark_name,
+        [benchmark_cls.recipe_config_layer(recipe), file_layers.get(benchmark_name, {}), bench_flags],
     )
 
     if first.resume is not None:

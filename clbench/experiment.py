@@ -103,7 +103,7 @@ def recipe_values(strategy: str, benchmark: str, recipe: str) -> dict[str, Any] 
     try:
         layers = recipe_layers(plugins, benchmark, strategy, recipe)
         strategy_config = cfg.resolve(strategy_cls.Config, strategy, layers)
-        benchmark_config = cfg.resolve(benchmark_cls.Config, benchmark, [])
+        benchmark_config = cfg.resolve(benchmark_cls.Config, benchmark, [benchmark_cls.recipe_config_layer(recipe)])
     except ClbenchError:
         return None
     run = {k: v for k, v in run_defaults().items() if k in ("device", "deterministic", "phase_checkpoints")}

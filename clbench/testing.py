@@ -178,7 +178,7 @@ class Contract:
             strategy=name,
             benchmark=benchmark,
             strategy_config=cfg.resolve(strategy_cls.Config, name, [*layers, dict(options or {})]),
-            benchmark_config=cfg.resolve(bench_cls.Config, benchmark, []),
+            benchmark_config=cfg.resolve(bench_cls.Config, benchmark, [bench_cls.recipe_config_layer(recipe)]),
             recipe=recipe,
             seed=seed,
             device="cpu",

@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import platform
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from regression_kit import REPO, inside, outcomes, provenance_lines, reference_rows
 
-from clbench import compare, tables
+from clbench import compare
 from clbench.cli import main
 
 pytestmark = pytest.mark.regression
 
-REPO = Path(__file__).resolve().parents[2]
 REFERENCES = sorted((REPO / "baselines" / "reference").glob("*.csv"))
 BENCHMARK, RECIPE, SEED = "digits", "tiny", 0
 # individual first: its goals.csv is the accuracy goal of pae and cpg (as in the CPG recipe).
@@ -55,22 +50,10 @@ def run_argv(strategy: str, out: Path, goals: Path | None = None, *extra: str) -
     return argv + list(extra)
 
 
-@contextlib.contextmanager
-def _inside(folder: Path) -> Iterator[None]:
-    # The individual baseline publishes runs/goals/<benchmark>.csv relative to the working
-    # directory: keep that out of the checkout.
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def run_strategies(folder: Path, strategies: tuple[str, ...] = STRATEGIES) -> dict[str, Path]:
     """Run each strategy once (fixed seed, CPU) under ``folder``; the run directory of each."""
     out: dict[str, Path] = {}
-    with _inside(folder), contextlib.redirect_stdout(io.StringIO()):
+    with inside(folder), contextlib.redirect_stdout(io.StringIO()):
         for strategy in strategies:
             goals = out["individual"] / "goals.csv" if "individual" in out else None
             out[strategy] = folder / strategy
@@ -102,61 +85,33 @@ def test_reference(reference: Path, request: pytest.FixtureRequest, capsys: pyte
     code = main(["compare", *(str(runs[s]) for s in sorted(strategies)), "--reference", str(reference)])
     out = capsys.readouterr().out
     assert code == 0, f"regression against {reference.name}:\n{out}"
-    assert "missing" not in {o.status for o in _outcomes(runs, reference)}
+    assert "missing" not in {o.status for o in outcomes(runs, reference)}
 
 
 def test_weakened_strategy_fails(digits_runs: dict[str, Path], tmp_path: Path, capsys) -> None:
     """Negative control: finetune that cannot learn (lr 0) must be caught as a regression."""
     weak = tmp_path / "finetune-lr0"
-    with _inside(tmp_path), contextlib.redirect_stdout(io.StringIO()):
+    with inside(tmp_path), contextlib.redirect_stdout(io.StringIO()):
         assert main(run_argv("finetune", weak, None, "--finetune.lr", "0")) == 0
     reference = REPO / "baselines" / "reference" / f"{BENCHMARK}.csv"
     code = main(["compare", str(weak), "--reference", str(reference), "--allow-missing"])
     out = capsys.readouterr().out
     assert code == 1, out
-    statuses = {(o.row.metric, o.status) for o in _outcomes({"finetune": weak}, reference)}
+    statuses = {(o.row.metric, o.status) for o in outcomes({"finetune": weak}, reference)}
     assert ("mean_accuracy", "FAIL") in statuses
     # And the same reference passes the healthy run.
     assert main(["compare", str(digits_runs["finetune"]), "--reference", str(reference), "--allow-missing"]) == 0
 
 
-def _outcomes(runs: dict[str, Path], reference: Path) -> list[compare.Outcome]:
-    loaded = tables.load_runs(list(runs.values()))
-    rows = compare.read_reference(reference)
-    return compare.compare(loaded, rows, allow_missing=True).outcomes
-
-
 # ------------------------------------------------------------------ regeneration
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + (" (working tree had uncommitted changes)" if dirty.stdout.strip() else "")
-
-
 def write_digits_reference(path: Path) -> None:
     """Run every strategy and write the digits reference table with its provenance header."""
-    import torch
-
     from clbench import results
 
     with tempfile.TemporaryDirectory() as folder:
         runs = run_strategies(Path(folder))
-        lines = []
-        for strategy in STRATEGIES:
-            run = tables.load_run(runs[strategy])
-            source = f"measured: {strategy} --recipe {RECIPE} --seed {SEED} --device cpu (see header)"
-            final = results.final_accuracies(results.accuracy_matrix(run.metrics))
-            for task, value in final.items():
-                lines.append(f"{strategy},{BENCHMARK},{int(task)},accuracy,{value!r},{TOL_TASK},{source}")
-            stats = results.summarize(run.metrics)
-            lines.append(f"{strategy},{BENCHMARK},all,mean_accuracy,{stats['mean_accuracy']!r},{TOL_MEAN},{source}")
-            if strategy in ISOLATION:
-                forgetting = stats["forgetting"]
-                lines.append(f"{strategy},{BENCHMARK},all,forgetting,{forgetting!r},{TOL_FORGETTING},{source}")
-    cpu = platform.processor() or platform.machine()
+        source = f"measured: {{strategy}} --recipe {RECIPE} --seed {SEED} --device cpu (see header)"
+        lines = reference_rows(runs, BENCHMARK, (TOL_TASK, TOL_MEAN, TOL_FORGETTING), ISOLATION, source)
     header = [
         f"# Reference table for {BENCHMARK} (the offline default): measured by this project, checked in CI by",
         "# tests/regression/test_reference.py; regenerate with `python tests/regression/test_reference.py`.",
@@ -167,10 +122,7 @@ def write_digits_reference(path: Path) -> None:
         f"#   clbench run --strategy S --benchmark {BENCHMARK} --recipe {RECIPE} --seed {SEED} --device cpu --quiet "
         "--out S [--S.goals-file individual/goals.csv]",
         f"#   for S in {' '.join(STRATEGIES)}",
-        f"# Commit: {_git_commit()}",
-        f"# Device: cpu ({cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, Python {platform.python_version()}, {platform.system()})",
-        f"# Seed: {SEED}. Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
+        *provenance_lines(SEED),
         f"# Tolerance (one-sided): per-task accuracy {TOL_TASK} (3 of ~90 test images), mean {TOL_MEAN}, "
         f"forgetting {TOL_FORGETTING} for isolation strategies (must stay exactly 0).",
         "# Same seed on the same CPU is bit-for-bit (delta 0); the tolerance absorbs other CPUs / BLAS builds only.",

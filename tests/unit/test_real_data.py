@@ -1,18 +1,11 @@
 """The loaders on the real archives in ../shared/data (skipped when that folder is absent).
 
-Archives are extracted once per session into a temporary folder, or, when ``CLBENCH_CACHE`` is
-set, once for good into ``$CLBENCH_CACHE/extracted/<name>-<checksum>`` so later runs reuse them.
-Override the data folder with ``CLBENCH_SHARED_DATA``. Nothing is extracted into the checkout.
+The archives are extracted by the ``extract`` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,78 +16,6 @@ from clbench.datasets import arrays, cache, faces, folders
 
 pytestmark = pytest.mark.realdata
 
-SHARED_DATA = Path(
-    os.environ.get("CLBENCH_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data"
-)
-CIFAR_PARTS = [f"cifar100-superclass.part{i}of3.tar.gz" for i in (1, 2, 3)]
-Extract = Callable[[str, list[str]], Path]
-
-
-def _checksum(archive: Path) -> str:
-    """The checksum recorded in SHA256SUMS (cheap), else computed from the file."""
-    sums = archive.parent / "SHA256SUMS"
-    if sums.is_file():
-        for line in sums.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].lstrip("*") == archive.name:
-                return parts[0]
-    h = hashlib.sha256()
-    with open(archive, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _untar(archive: Path, dest: Path) -> None:
-    if shutil.which("tar"):  # GNU tar is several times faster than tarfile
-        subprocess.run(["tar", "xzf", str(archive), "-C", str(dest)], check=True)
-    else:  # pragma: no cover
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (set CLBENCH_SHARED_DATA to its folder)")
-    return SHARED_DATA
-
-
-@pytest.fixture(scope="session")
-def extract(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Extract:
-    """``extract(name, archives)``: a folder holding the archives' contents, extracted once."""
-    done: dict[str, Path] = {}
-    env_cache = os.environ.get("CLBENCH_CACHE")
-
-    def _extract(name: str, archives: list[str]) -> Path:
-        if name in done:
-            return done[name]
-        paths = [shared_data / a for a in archives]
-        absent = [p.name for p in paths if not p.is_file()]
-        if absent:
-            pytest.skip(f"{', '.join(absent)} not found in {shared_data}")
-        if env_cache:
-            key = hashlib.sha256("".join(_checksum(p) for p in paths).encode()).hexdigest()[:16]
-            dest = Path(env_cache) / "extracted" / f"{name}-{key}"
-            if not dest.is_dir():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                # Extract beside, then rename: a crashed run never leaves a half tree at dest.
-                tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
-                try:
-                    for p in paths:
-                        _untar(p, tmp)
-                    os.replace(tmp, dest)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            dest = tmp_path_factory.mktemp(name)
-            for p in paths:
-                _untar(p, dest)
-        done[name] = dest
-        return dest
-
-    return _extract
-
 
 @pytest.fixture(scope="session")
 def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -104,12 +25,7 @@ def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cifar_root(extract: Extract) -> Path:
-    return extract("cifar100", CIFAR_PARTS)
-
-
-@pytest.fixture(scope="session")
-def lfw_root(extract: Extract, shared_data: Path) -> Path:
+def lfw_root(extract: Callable[[str, list[str]], Path], shared_data: Path) -> Path:
     return extract("lfw", ["lfw-mini64.tgz"])
 
 

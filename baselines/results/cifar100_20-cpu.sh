@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The CIFAR-100 (re-split) CPU table: the nine strategies of baselines/results/cifar100_20-cpu.md
+# with the `cpu` recipe, in two lanes of one thread each (the machine has 2 cores).
+#
+#   nohup bash baselines/results/cifar100_20-cpu.sh DATA_ROOT WORK_DIR [SEED] > WORK_DIR.log 2>&1 &
+#
+# DATA_ROOT holds cifar100/{train,test}/<superclass>/<class>/*.png (../shared/data's archives,
+# extracted). WORK_DIR gets one run directory per strategy plus runs/goals (the accuracy goals the
+# individual run writes and CPG reads). Run the same command again after any stop: finished runs
+# are skipped and unfinished ones continue with `clbench run --resume`. Each run's start, end and
+# wall seconds go to WORK_DIR/times.csv.
+set -euo pipefail
+
+data_root=$(realpath "$1")
+work=$(realpath -m "$2")
+seed=${3:-0}
+clbench=${CLBENCH:-clbench}
+mkdir -p "$work"
+cd "$work"  # runs/goals is relative to the working directory
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+run_one() {  # strategy -> a finished run directory $work/<strategy>-s<seed>
+    local strategy=$1 dir="$work/$1-s$seed" start end
+    if [[ -f "$dir/summary.json" ]]; then
+        echo "$(date -Is) $strategy: finished already ($dir)"
+        return
+    fi
+    start=$(date +%s)
+    echo "$(date -Is) $strategy: start"
+    if [[ -f "$dir/config.toml" ]]; then
+        "$clbench" run --resume "$dir" --quiet
+    else
+        "$clbench" run --strategy "$strategy" --benchmark cifar100_20 --recipe cpu --seed "$seed" \
+            --device cpu --data-root "$data_root" --out "$dir" --quiet
+    fi
+    end=$(date +%s)
+    echo "$strategy,$seed,$start,$end,$((end - start))" >> "$work/times.csv"
+    echo "$(date -Is) $strategy: done in $((end - start)) s"
+}
+
+lane() {
+    for strategy in "$@"; do
+        run_one "$strategy" || echo "$(date -Is) $strategy: FAILED (exit $?); rerun this script to resume"
+    done
+}
+
+# Individual writes the goals CPG reads, so it runs first in its lane; PAE trains its own
+# (finetune_previous) goals. The lanes hold about equal work (recipe comment in
+# benchmarks/cifar100_20.py).
+lane individual cpg lwf si > "$work/lane-a.log" 2>&1 &
+lane pae packnet finetune ewc joint_mixed > "$work/lane-b.log" 2>&1 &
+wait
+echo "$(date -Is) both lanes done"
