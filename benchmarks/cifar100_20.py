@@ -37,10 +37,9 @@ class Cifar100_20Config(BenchmarkConfig):
     valid_fraction: float = 0.1  # per class, of the 500 training images (clbench: the original validated on test)
     num_tasks: int | None = None  # only the first N super-classes (quick runs); None: all 20
     train_limit: int | None = None  # at most N training images per task, class-stratified (quick CPU runs)
-    # VGG16-BN channel factor: 1.0 is the paper's 64 … 512 convs and 4096-wide FC layers; the `cpu`
-    # recipe uses 0.25. Part of the goals' data key (clbench.goals.data_key), so goals measured on
-    # one width are never used for another.
-    backbone_width: float = 1.0
+    # 1.0 is the paper's 64 … 512 convs and 4096-wide FC layers. Part of the goals' data key
+    # (clbench.goals.data_key), so goals measured at one width are never used at another.
+    backbone_width: float = 1.0  # VGG16-BN channel factor (paper 1.0; the cpu recipe 0.25)
 
     def __post_init__(self) -> None:
         section = "cifar100_20"
@@ -54,7 +53,8 @@ class Cifar100_20Config(BenchmarkConfig):
         check(0 < self.valid_fraction < 1, section, "valid_fraction", "in (0, 1)", self.valid_fraction)
         check(self.num_tasks is None or 1 <= self.num_tasks <= 20, section, "num_tasks", "in 1..20", self.num_tasks)
         check(self.train_limit is None or self.train_limit >= 10, section, "train_limit", ">= 10", self.train_limit)
-        check(0 < self.backbone_width <= 4, section, "backbone_width", "in (0, 4]", self.backbone_width)
+        # Below 1/64 the first conv would have int(64 * width) = 0 channels.
+        check(1 / 64 <= self.backbone_width <= 4, section, "backbone_width", "in [1/64, 4]", self.backbone_width)
 
 
 # CPU-sized schedules with the original structure; `paper` is every strategy's own default.

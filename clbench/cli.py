@@ -625,7 +625,8 @@ def _show_values_in_help(
     """Make ``run --help`` say the value each strategy option will run with and where it comes
     from (the Config default, the benchmark's recipe or a plugin's entry in it, the config
     file), after the field's own comment; a catch-all value replacing the strategy's own
-    default says so."""
+    default says so. Benchmark options a recipe (``recipe_config``) or the config file sets
+    say so too."""
     from clbench.field_docs import field_comments
     from clbench.recipes import catch_all_notes
 
@@ -652,6 +653,16 @@ def _show_values_in_help(
         if action is not None:
             own = f"; replaces the strategy's own default {defaults[name]!r}" if name in replaced else ""
             action.help = _with_comment(f"runs with {value!r} ({origin}{own})", comments.get(name))
+    bench_comments = field_comments(benchmark_cls.Config)
+    for origin, values in (
+        (f"recipe {recipe}", benchmark_cls.recipe_config_layer(recipe)),
+        ("config file", file_layers.get(benchmark, {})),
+    ):
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            action = by_dest.get(f"b__{name}")
+            if action is not None:
+                action.help = _with_comment(f"runs with {value!r} ({origin})", bench_comments.get(name))
     epochs = by_dest.get("run__epochs")
     if epochs is not None and "epochs" in sources:
         epochs.help = f"shortcut for --{strategy}.epochs (runs with {sources['epochs'][0]!r}: {sources['epochs'][1]})"

@@ -3,11 +3,12 @@
 The digits reference catches a change that breaks learning on digits; this slice catches one that
 breaks it on real images at the CPU table's network and schedule (baselines/results/
 cifar100_20-cpu.md): the ``cpu`` recipe (VGG16-BN at width 0.25, 4 epochs, three pruning stages,
-retrain), the first 2 super-class tasks, 500 training images per task (the full 500-image test
-splits). ``individual`` trains the goals, then ``cpg`` packs the two tasks against them. The runs
-are checked with ``clbench compare`` against tests/regression/cifar100_20-cpu-slice.csv; a
-deliberately broken run (``--individual.lr 0``) must fail it. Skipped, naming the folder, when
-../shared/data is absent. About 3 minutes on a 2-core CPU.
+retrain), the first 2 super-class tasks, 1,000 training images per task (with 500, the individual
+model's task 2 stayed at chance), the full 500-image test splits, one torch thread. ``individual``
+trains the goals, then ``cpg`` packs the two tasks against them. The runs are checked with
+``clbench compare`` against tests/regression/cifar100_20-cpu-slice.csv; a deliberately broken run
+(``--individual.lr 0``) must fail it. It runs in the plain ``python -m pytest`` whenever
+../shared/data is there, and skips, naming the folder, when it is not.
 
 Regenerate the reference after an *intended* change of results with::
 
@@ -29,13 +30,13 @@ from clbench.cli import main
 pytestmark = [pytest.mark.regression, pytest.mark.realdata, pytest.mark.slow]
 
 REFERENCE = Path(__file__).with_name("cifar100_20-cpu-slice.csv")
-BENCHMARK, RECIPE, SEED, TASKS, TRAIN_LIMIT = "cifar100_20", "cpu", 0, 2, 500
+BENCHMARK, RECIPE, SEED, TASKS, TRAIN_LIMIT = "cifar100_20", "cpu", 0, 2, 1000
 STRATEGIES = ("individual", "cpg")
-# A task's test split has 500 images (one image = 0.2 points). On this machine a fixed-seed CPU
-# run repeats bit for bit; another CPU or BLAS build may reorder float sums, and after 4 epochs on
-# 500 images a few borderline images can flip: 3 points per task, 2 on the mean. CPG keeps
-# forgetting at exactly 0. A run that does not learn sits at chance (0.20), far below.
-TOL_TASK, TOL_MEAN, TOL_FORGETTING = 0.03, 0.02, 0.0
+# A task's test split has 500 images (one image = 0.2 points). On one machine a fixed-seed CPU run
+# repeats bit for bit; another CPU or BLAS build reorders float sums, and 4 epochs of training
+# amplify that: 5 points per task, 3 on the mean. CPG keeps forgetting at exactly 0. A run that
+# does not learn sits at chance (0.20), well below the reference less its tolerance.
+TOL_TASK, TOL_MEAN, TOL_FORGETTING = 0.05, 0.03, 0.0
 
 
 def run_argv(strategy: str, data_root: Path, out: Path, *extra: str) -> list[str]:
@@ -54,6 +55,11 @@ def run_slice(folder: Path, data_root: Path) -> dict[str, Path]:
     return runs
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_torch_thread: None) -> None:
+    """The reference was measured with one torch thread; another count reorders float sums."""
+
+
 @pytest.fixture(scope="module")
 def slice_runs(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return run_slice(tmp_path_factory.mktemp("cifar-slice"), cifar_root)
@@ -68,10 +74,11 @@ def test_slice_matches_reference(slice_runs: dict[str, Path], capsys: pytest.Cap
 
 
 def test_slice_catches_a_run_that_does_not_learn(
-    slice_runs: dict[str, Path], cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     weak = tmp_path / "individual"
-    run_quietly(tmp_path, run_argv("individual", cifar_root, weak, "--individual.lr", "0"))
+    # One epoch is enough to stay at chance with lr 0, and saves three.
+    run_quietly(tmp_path, run_argv("individual", cifar_root, weak, "--individual.lr", "0", "--individual.epochs", "1"))
     code = main(["compare", str(weak), "--reference", str(REFERENCE), "--allow-missing"])
     out = capsys.readouterr().out
     assert code == 1, out

@@ -1,0 +1,115 @@
+"""Write the measured part of baselines/results/cifar100_20-cpu.md (and all of its .csv) from the
+run directories of ``cifar100_20-cpu.sh``.
+
+    python baselines/results/cifar100_20_cpu_table.py WORK_DIR
+
+Only finished runs (with summary.json) count. The generated block sits between the markers
+below; the rest of the .md (the reviewer's reading) is written by hand and kept as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MD, CSV = HERE / "cifar100_20-cpu.md", HERE / "cifar100_20-cpu.csv"
+BEGIN, END = "<!-- generated: begin -->", "<!-- generated: end -->"
+ORDER = ("individual", "finetune", "ewc", "lwf", "si", "joint_mixed", "packnet", "pae", "cpg")
+PUBLISHED = HERE.parent / "reference" / "cifar100_20.csv"
+
+
+def clbench(*args: str) -> str:
+    exe = Path(sys.executable).with_name("clbench")
+    return subprocess.run([str(exe), *args], check=True, capture_output=True, text=True).stdout
+
+
+def finished(work: Path) -> list[Path]:
+    """Finished run directories (``<strategy>-s<seed>`` with summary.json), in table order."""
+    runs = [p for p in sorted(work.glob("*-s*")) if (p / "summary.json").is_file()]
+    rank = {s: i for i, s in enumerate(ORDER)}
+    return sorted(runs, key=lambda p: (rank.get(p.name.rsplit("-s", 1)[0], len(ORDER)), p.name))
+
+
+def times(work: Path) -> dict[tuple[str, str], tuple[float, int]]:
+    """(strategy, seed) -> (wall seconds summed over the lane script's attempts, attempts), from
+    times.csv. An attempt killed outright (reboot, SIGKILL) wrote no row and is not counted."""
+    total: dict[tuple[str, str], tuple[float, int]] = {}
+    path = work / "times.csv"
+    if path.is_file():
+        for row in csv.reader(path.open()):
+            key = (row[0], row[1])
+            seconds, attempts = total.get(key, (0.0, 0))
+            total[key] = (seconds + float(row[4]), attempts + 1)
+    return total
+
+
+def published_table() -> list[str]:
+    rows: dict[str, dict[str, float]] = {}
+    for line in PUBLISHED.read_text().splitlines():
+        if line.startswith("#") or line.startswith("strategy,"):
+            continue
+        strategy, _, task, metric, value, *_ = line.split(",")
+        key = "mean" if metric == "mean_accuracy" else f"T{task}"
+        rows.setdefault(strategy, {})[key] = float(value) * 100
+    head = [f"T{i}" for i in range(1, 21)] + ["mean"]
+    out = ["| published (full scale, VGG16-BN width 1, 100 epochs; ivclab/CPG README) | " + " | ".join(head) + " |"]
+    out.append("|---|" + "---:|" * len(head))
+    for strategy, values in rows.items():
+        out.append(f"| {strategy} | " + " | ".join(f"{values[k]:.1f}" for k in head) + " |")
+    return out
+
+
+def block(work: Path, runs: list[Path]) -> str:
+    envs = [json.loads((r / "environment.json").read_text()) for r in runs]
+    commits = sorted({e.get("git_commit", "?") for e in envs})
+    threads = sorted({str(e.get("torch_threads", "?")) for e in envs})
+    seeds = sorted({r.name.rsplit("-s", 1)[1] for r in runs})
+    wall = times(work)
+    rows = []
+    for run in runs:
+        strategy, seed = run.name.rsplit("-s", 1)
+        summary = json.loads((run / "summary.json").read_text())
+        seconds, attempts = wall.get((strategy, seed), (float("nan"), 0))
+        own, hours = summary["wall_seconds"], seconds / 3600
+        rows.append(f"| {strategy} | {seed} | {own:.0f} | {seconds:.0f} | {hours:.2f} | {attempts} |")
+    lines = [
+        BEGIN,
+        f"Finished runs: {len(runs)} ({', '.join(r.name for r in runs)}). Device: {envs[0].get('device')} on host "
+        f"{envs[0].get('host')!r}, {os.cpu_count()} cores, torch threads per run {', '.join(threads)}, two runs at a "
+        f"time; torch {envs[0].get('packages', {}).get('torch')}. Commit: {', '.join(commits)}. "
+        f"Seeds: {', '.join(seeds)}.",
+        "",
+        clbench("table", *map(str, runs)).rstrip(),
+        "",
+        "Wall time per run: `run s` is the run's own (summary.json, resumed parts added up); `script s` is what",
+        "the lane script measured around it, all attempts, including accuracy goals the run trained first.",
+        "",
+        "| strategy | seed | run s | script s | script h | attempts |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        *published_table(),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def main(work: Path) -> None:
+    runs = finished(work)
+    if not runs:
+        raise SystemExit(f"no finished runs under {work}")
+    CSV.write_text(clbench("table", "--format", "csv", "--no-notes", *map(str, runs)))
+    text = MD.read_text() if MD.is_file() else f"{BEGIN}\n{END}\n"
+    before, rest = text.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    MD.write_text(before + block(work, runs) + after)
+    print(f"wrote {MD} and {CSV} ({len(runs)} runs)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
