@@ -54,7 +54,7 @@ class Cifar100_20Config(BenchmarkConfig):
         check(self.num_tasks is None or 1 <= self.num_tasks <= 20, section, "num_tasks", "in 1..20", self.num_tasks)
         check(self.train_limit is None or self.train_limit >= 10, section, "train_limit", ">= 10", self.train_limit)
         # Below 1/64 the first conv would have int(64 * width) = 0 channels.
-        check(1 / 64 <= self.backbone_width <= 4, section, "backbone_width", "in [1/64, 4]", self.backbone_width)
+        check(1 / 64 <= self.backbone_width <= 4, section, "backbone_width", "in [0.015625, 4]", self.backbone_width)
 
 
 # CPU-sized schedules with the original structure; `paper` is every strategy's own default.

@@ -11,10 +11,17 @@
 # wall seconds and exit status go to WORK_DIR/times.csv.
 set -euo pipefail
 
+usage="usage: $0 DATA_ROOT WORK_DIR [SEED]  (DATA_ROOT holds cifar100/train/<superclass>/...)"
+fail() { echo "$0: $1" >&2; exit 2; }
+(($# >= 2 && $# <= 3)) || fail "$usage"
+[[ -d "$1/cifar100/train" || -d "$1/train" ]] ||
+    fail "no CIFAR-100 tree under $1: expected $1/cifar100/{train,test}/<superclass>/<class>/*.png ($usage)"
+seed=${3:-0}
+[[ "$seed" =~ ^[0-9]+$ ]] || fail "SEED must be a non-negative integer, got '$seed'"
+clbench=${CLBENCH:-clbench}
+command -v "$clbench" > /dev/null || fail "no '$clbench' command: activate the venv or set CLBENCH=/path/to/clbench"
 data_root=$(realpath "$1")
 work=$(realpath -m "$2")
-seed=${3:-0}
-clbench=${CLBENCH:-clbench}
 mkdir -p "$work"
 cd "$work"  # runs/goals is relative to the working directory
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -39,7 +46,7 @@ run_one() {  # strategy -> a finished run directory $work/<strategy>-s<seed>; it
     if ((rc == 0)); then
         echo "$(date -Is) $strategy: done in $((end - start)) s"
     else
-        echo "$(date -Is) $strategy: FAILED (exit $rc) after $((end - start)) s; rerun this script to resume"
+        echo "$(date -Is) $strategy: FAILED (exit $rc) after $((end - start)) s (its error is above); rerun this script to resume"
     fi
     return "$rc"
 }
@@ -50,12 +57,22 @@ lane() {  # the strategies in order; a failure stops the lane (CPG must not trai
     done
 }
 
-trap 'kill 0' INT TERM  # stopping the script stops its lanes
+trap 'kill $(jobs -p) 2> /dev/null' INT TERM  # stopping the script stops its lanes
 
 # Individual writes the goals CPG reads, so it runs first in its lane; PAE trains its own
 # (finetune_previous) goals. Planned work (recipe comment in benchmarks/cifar100_20.py, in passes
 # over the 20 tasks): lane a ~24 and lane b ~30, before growth; CPG growing to x1.5 adds ~5 to a.
 lane individual cpg lwf si > "$work/lane-a.log" 2>&1 &
+lane_a=$!
 lane pae packnet finetune ewc joint_mixed > "$work/lane-b.log" 2>&1 &
-wait
-echo "$(date -Is) both lanes done"
+lane_b=$!
+status=0
+for lane_log in a b; do
+    pid=$lane_a; [[ $lane_log == b ]] && pid=$lane_b
+    if ! wait "$pid"; then
+        status=1
+        echo "$0: lane $lane_log stopped: $(tail -n 1 "$work/lane-$lane_log.log")" >&2
+    fi
+done
+echo "$(date -Is) lanes done (status $status)"
+exit "$status"
