@@ -35,9 +35,17 @@ IDENTITY = ("run.strategy", "run.benchmark", "run.recipe", "run.seed")
 
 
 def experiment_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The resolved config (as read from ``config.toml``) without ``run.seed``: a deep copy."""
+    """The resolved config (as read from ``config.toml``) without ``run.seed`` and without where
+    the data was read from (``data_root`` of ``[run]`` and of the benchmark's section: the same
+    images in another folder are the same experiment, so two seeds run on two machines are one
+    table row): a deep copy."""
     same = copy.deepcopy(config)
-    same.get("run", {}).pop("seed", None)
+    run = same.get("run", {})
+    run.pop("seed", None)
+    run.pop("data_root", None)
+    benchmark = same.get(str(run.get("benchmark")))
+    if isinstance(benchmark, dict):
+        benchmark.pop("data_root", None)
     return same
 
 

@@ -86,6 +86,19 @@ def test_std_over_seeds_groups_runs_that_differ_only_in_the_seed(tmp_path):
     assert frame["forgetting"][2] == pytest.approx(50.0) and frame["bwt"][2] == pytest.approx(-50.0)
 
 
+def test_seeds_read_from_different_data_folders_are_one_row(tmp_path):
+    """The same images in another folder (another machine) are the same experiment; the folder
+    is not a setting worth a config column either."""
+    dirs = [make_run(tmp_path / f"s{seed}", [[0.9], [0.9, 0.8]], seed=seed) for seed in (0, 1)]
+    for seed, path in enumerate(dirs):
+        config = path / results.CONFIG_FILE
+        text = config.read_text().replace("[run]\n", f'[run]\ndata_root = "/data{seed}"\n')
+        config.write_text(text + f'\n[digits]\ndata_root = "/machine{seed}/digits"\n')
+    frame = tables.seed_table(tables.load_runs(dirs)).frame
+    assert list(frame["n"]) == [2]
+    assert list(frame["config"]) == ["tiny"]
+
+
 def test_the_same_directory_twice_is_one_run_in_a_group(tmp_path):
     run = make_run(tmp_path / "a", FORGETFUL)
     runs = tables.load_runs([run, run])
