@@ -8,20 +8,14 @@ checkout. Tests that need it skip, naming the folder, when it is absent.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import realdata
+from realdata import CIFAR_PARTS, SHARED_DATA  # tests/ is on sys.path (rootdir conftest)
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CLBENCH_SHARED_DATA") or REPO.parent / "shared" / "data")
-CIFAR_PARTS = [f"cifar100-superclass.part{i}of3.tar.gz" for i in (1, 2, 3)]
 Extract = Callable[[str, list[str]], Path]
 
 
@@ -120,29 +114,6 @@ def cifar_tree(root: Path, size: int = 32, per_class: int = 2) -> Path:
     return root
 
 
-def _checksum(archive: Path) -> str:
-    """The checksum recorded in SHA256SUMS (cheap), else computed from the file."""
-    sums = archive.parent / "SHA256SUMS"
-    if sums.is_file():
-        for line in sums.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].lstrip("*") == archive.name:
-                return parts[0]
-    h = hashlib.sha256()
-    with open(archive, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _untar(archive: Path, dest: Path) -> None:
-    if shutil.which("tar"):  # GNU tar is several times faster than tarfile
-        subprocess.run(["tar", "xzf", str(archive), "-C", str(dest)], check=True)
-    else:  # pragma: no cover
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
@@ -157,31 +128,15 @@ def extract(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Extr
     env_cache = os.environ.get("CLBENCH_CACHE")
 
     def _extract(name: str, archives: list[str]) -> Path:
-        if name in done:
-            return done[name]
-        paths = [shared_data / a for a in archives]
-        absent = [p.name for p in paths if not p.is_file()]
-        if absent:
-            pytest.skip(f"{', '.join(absent)} not found in {shared_data}")
-        if env_cache:
-            key = hashlib.sha256("".join(_checksum(p) for p in paths).encode()).hexdigest()[:16]
-            dest = Path(env_cache) / "extracted" / f"{name}-{key}"
-            if not dest.is_dir():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                # Extract beside, then rename: a crashed run never leaves a half tree at dest.
-                tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
-                try:
-                    for p in paths:
-                        _untar(p, tmp)
-                    os.replace(tmp, dest)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            dest = tmp_path_factory.mktemp(name)
-            for p in paths:
-                _untar(p, dest)
-        done[name] = dest
-        return dest
+        if name not in done:
+            try:
+                done[name] = realdata.extract(
+                    name, [shared_data / a for a in archives], cache=Path(env_cache) if env_cache else None,
+                    dest=None if env_cache else tmp_path_factory.mktemp(name),
+                )  # fmt: skip
+            except FileNotFoundError as missing:
+                pytest.skip(str(missing))
+        return done[name]
 
     return _extract
 

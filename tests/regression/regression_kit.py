@@ -72,13 +72,18 @@ def reference_rows(
     for the strategies in ``isolation``, forgetting. ``tolerances``: per task, mean, forgetting."""
     tol_task, tol_mean, tol_forgetting = tolerances
     lines = []
+
+    def row(strategy: str, task: object, metric: str, value: float, tol: float, where: str) -> str:
+        # Rounded: a mean such as 0.33699999999999997 would otherwise be written out in full.
+        return f"{strategy},{benchmark},{task},{metric},{round(value, 6)!r},{tol},{where}"
+
     for strategy, path in runs.items():
         run = tables.load_run(path)
         where = source.format(strategy=strategy)
         for task, value in results.final_accuracies(results.accuracy_matrix(run.metrics)).items():
-            lines.append(f"{strategy},{benchmark},{int(task)},accuracy,{value!r},{tol_task},{where}")
+            lines.append(row(strategy, int(task), "accuracy", value, tol_task, where))
         stats = results.summarize(run.metrics)
-        lines.append(f"{strategy},{benchmark},all,mean_accuracy,{stats['mean_accuracy']!r},{tol_mean},{where}")
+        lines.append(row(strategy, "all", "mean_accuracy", stats["mean_accuracy"], tol_mean, where))
         if strategy in isolation:
-            lines.append(f"{strategy},{benchmark},all,forgetting,{stats['forgetting']!r},{tol_forgetting},{where}")
+            lines.append(row(strategy, "all", "forgetting", stats["forgetting"], tol_forgetting, where))
     return lines
