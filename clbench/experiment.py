@@ -36,17 +36,27 @@ IDENTITY = ("run.strategy", "run.benchmark", "run.recipe", "run.seed")
 
 def experiment_config(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved config (as read from ``config.toml``) without ``run.seed`` and without where
-    the data was read from (``data_root`` of ``[run]`` and of the benchmark's section: the same
-    images in another folder are the same experiment, so two seeds run on two machines are one
-    table row): a deep copy."""
+    or how the data was read: ``run.data_root`` and the benchmark section's ``NOT_DATA`` fields
+    (:func:`not_data_fields`; the same images in another folder, downloaded or cached, are the same
+    experiment, so two seeds run on two machines are one table row): a deep copy."""
     same = copy.deepcopy(config)
     run = same.get("run", {})
     run.pop("seed", None)
     run.pop("data_root", None)
     benchmark = same.get(str(run.get("benchmark")))
     if isinstance(benchmark, dict):
-        benchmark.pop("data_root", None)
+        for name in not_data_fields(str(run.get("benchmark"))):
+            benchmark.pop(name, None)
     return same
+
+
+def not_data_fields(benchmark: str) -> tuple[str, ...]:
+    """The installed ``benchmark``'s ``Config.NOT_DATA`` (the fields that say where or how its data is
+    read, as :func:`clbench.goals.data_key` leaves them out); ``("data_root",)`` when it is not installed."""
+    plugins = installed_plugins()
+    if plugins is None or benchmark not in plugins.benchmarks:
+        return ("data_root",)
+    return tuple(getattr(plugins.benchmarks.get(benchmark).Config, "NOT_DATA", ("data_root",)))
 
 
 def experiment_id(config: dict[str, Any]) -> str:

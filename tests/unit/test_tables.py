@@ -6,11 +6,12 @@ import csv
 import io
 import json
 import math
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from clbench import results, tables
+from clbench import experiment, results, tables
 from clbench.cli import main
 
 
@@ -97,6 +98,28 @@ def test_seeds_read_from_different_data_folders_are_one_row(tmp_path):
     frame = tables.seed_table(tables.load_runs(dirs)).frame
     assert list(frame["n"]) == [2]
     assert list(frame["config"]) == ["tiny"]
+
+
+@pytest.mark.parametrize(
+    ("bench", "field", "values"),
+    [
+        ("cifar100_20", "download", ("true", "false")),
+        ("facial4", "cache_images", ("true", "false")),
+        ("fine_grained6", "weights", ('"/a/resnet50.pth"', '"/b/resnet50.pth"')),
+    ],
+)
+def test_where_or_how_data_is_read_is_not_part_of_the_experiment(bench, field, values):
+    """Every field a benchmark declares NOT_DATA (as the goals' data key does), not only data_root."""
+    assert field in experiment.not_data_fields(bench)
+    configs = [
+        tomllib.loads(
+            f'[run]\nbenchmark = "{bench}"\nseed = {seed}\n[{bench}]\n{field} = {value}\nnum_tasks = 2\n'
+        )
+        for seed, value in enumerate(values)
+    ]
+    assert experiment.experiment_config(configs[0]) == experiment.experiment_config(configs[1])
+    configs[1][bench]["num_tasks"] = 3  # a data setting still separates experiments
+    assert experiment.experiment_config(configs[0]) != experiment.experiment_config(configs[1])
 
 
 def test_the_same_directory_twice_is_one_run_in_a_group(tmp_path):
