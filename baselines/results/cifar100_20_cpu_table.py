@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from clbench.results import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 MD, CSV = HERE / "cifar100_20-cpu.md", HERE / "cifar100_20-cpu.csv"
 BEGIN, END = "<!-- generated: begin -->", "<!-- generated: end -->"
@@ -46,6 +48,21 @@ def times(work: Path) -> dict[tuple[str, str], tuple[float, int]]:
             seconds, attempts = total.get(key, (0.0, 0))
             total[key] = (seconds + float(row[4]), attempts + 1)
     return total
+
+
+def span(work: Path) -> str:
+    """The whole table's wall time from times.csv: first start to last end, and the attempts' sum."""
+    path = work / "times.csv"
+    rows = list(csv.reader(path.open())) if path.is_file() else []
+    if not rows:
+        return "Whole table: no times.csv."
+    first, last = min(int(r[2]) for r in rows), max(int(r[3]) for r in rows)
+    total = sum(float(r[4]) for r in rows)
+    return (
+        f"Whole table (times.csv, both lanes): first start to last end {last - first} s = "
+        f"{(last - first) / 3600:.2f} h (budget 2.5 h); the runs' script times add up to {total:.0f} s = "
+        f"{total / 7200:.2f} h per lane."
+    )
 
 
 def published_table() -> list[str]:
@@ -93,6 +110,8 @@ def block(work: Path, runs: list[Path]) -> str:
         "|---|---|---:|---:|---:|---:|",
         *rows,
         "",
+        span(work),
+        "",
         *published_table(),
         END,
     ]
@@ -103,11 +122,12 @@ def main(work: Path) -> None:
     runs = finished(work)
     if not runs:
         raise SystemExit(f"no finished runs under {work}")
-    CSV.write_text(clbench("table", "--format", "csv", "--no-notes", *map(str, runs)))
+    # Written whole or not at all (an interrupted rewrite must not truncate the hand-written reading).
+    atomic_write_text(CSV, clbench("table", "--format", "csv", "--no-notes", *map(str, runs)))
     text = MD.read_text() if MD.is_file() else f"{BEGIN}\n{END}\n"
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
-    MD.write_text(before + block(work, runs) + after)
+    atomic_write_text(MD, before + block(work, runs) + after)
     print(f"wrote {MD} and {CSV} ({len(runs)} runs)", file=sys.stderr)
 
 
