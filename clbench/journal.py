@@ -20,15 +20,18 @@ removed once its task checkpoint exists. Disk: at most one record per open nesti
 finished inner phases of the open outer phase; top-level records (``train``, ``grow`` and
 ``train`` again per growth step, ``compact``) stay until the task ends.
 
-Size: the task's first top-level record (its *base*) holds the whole model; every later record
-holds the model as a delta against the latest base (a top-level record after growth changed the
-model's shapes becomes the next base) (clbench.statedelta: unchanged tensors by reference,
-sparsely changed ones as changed positions and values), so finished tasks' weights, pick bits
-and per-task state are written once per task instead of once per phase. The base stays on disk
-until the task ends (top-level records are never removed earlier), a CPU copy of its model
-stays in memory to diff against, and a record whose base fails its checksum is dropped with
-every record after it, as any record after a damaged one is. Records written before deltas
-existed (no ``delta_base``) load as they are.
+Size: the task's first top-level record (its *base*) holds the model as a delta against the
+previous task's checkpoint (``delta_base = "task-NNN.pt"`` with that file's SHA-256; whole for
+task 1, or when that checkpoint is missing or damaged); every later record holds the model as a
+delta against the latest base (a top-level record after growth changed the model's shapes becomes
+the next base) (clbench.statedelta: unchanged tensors by reference, sparsely changed ones as
+changed positions and values, zeros as bits), so finished tasks' weights, pick bits and per-task
+state are not written again by any phase. The previous task's checkpoint stays on disk while the
+task runs (clbench.checkpoint keeps the last two), the base stays on disk until the task ends
+(top-level records are never removed earlier), a CPU copy of its model stays in memory to diff
+against, and a record whose base fails its checksum (or whose task checkpoint was rewritten
+since) is dropped with every record after it, as any record after a damaged one is. Records
+written before deltas existed (no ``delta_base``) load as they are.
 """
 
 from __future__ import annotations
@@ -94,7 +97,12 @@ class PhaseJournal:
                 continue
             payload = _read_verified(path)
             if payload is not None and "delta_base" in payload:
-                payload = _resolved(payload, journal.replay.get(int(payload["delta_base"])), path)
+                base = payload["delta_base"]
+                if isinstance(base, str):  # the previous task's checkpoint
+                    origin = _task_checkpoint(run_dir, base, payload.get("delta_base_sha256"))
+                else:
+                    origin = journal.replay.get(int(base))
+                payload = _resolved(payload, origin, path)
             if payload is None:
                 damaged = True  # later records were made from this one's state: drop them too
                 _remove(path)
@@ -150,6 +158,11 @@ class PhaseJournal:
             record["strategy"] = {**record["strategy"], "model": statedelta.encode(model, self._base[1])}
             record["delta_base"] = self._base[0]
             rebase = rebase and statedelta.reshaped(model, self._base[1])
+        elif model is not None and (previous := self._previous_task()) is not None:
+            # Read now, not kept from the task's start: one model copy in memory, only while encoding.
+            name, digest, state = previous
+            record["strategy"] = {**record["strategy"], "model": statedelta.encode(model, state)}
+            record["delta_base"], record["delta_base_sha256"] = name, digest
         record["is_base"] = rebase
         self._write(ordinal, record)
         if rebase:
@@ -177,6 +190,14 @@ class PhaseJournal:
             if file_task <= self.task:
                 _remove(path)
 
+    def _previous_task(self) -> tuple[str, str, dict[str, Any]] | None:
+        """(file name, SHA-256, model state) of the previous task's checkpoint, when it verifies."""
+        name = f"task-{self.task - 1:03d}.pt"
+        digest = _digest(self.run_dir / CHECKPOINT_DIR / name)
+        payload = _task_checkpoint(self.run_dir, name, digest) if digest else None
+        model = _model_of(payload) if payload is not None else None
+        return (name, digest, model) if model is not None and digest else None
+
     def _write(self, ordinal: int, payload: dict[str, Any]) -> None:
         path = phase_path(self.run_dir, self.task, ordinal)
         path.parent.mkdir(exist_ok=True)
@@ -195,14 +216,28 @@ def _resolved(payload: dict[str, Any], base: dict[str, Any] | None, path: Path) 
     base is gone: then it is treated as damaged."""
     if base is None:
         log.warning(
-            "phase checkpoint %s is stored against phase record %s, which is missing or damaged; "
-            "the task resumes from the phase before it",
+            "phase checkpoint %s is stored against %s (a phase record's ordinal or the previous task's checkpoint), "
+            "which is missing, damaged or rewritten since; the task resumes from the phase before it",
             path,
             payload["delta_base"],
         )
         return None
     model = statedelta.apply(payload["strategy"]["model"], base["strategy"]["model"])
     return {**payload, "strategy": {**payload["strategy"], "model": model}}
+
+
+def _digest(path: Path) -> str | None:
+    """The SHA-256 written beside a checkpoint (None when there is none)."""
+    digest_file = path.with_name(path.name + ".sha256")
+    return digest_file.read_text().strip() if path.is_file() and digest_file.is_file() else None
+
+
+def _task_checkpoint(run_dir: Path, name: str, digest: str | None) -> dict[str, Any] | None:
+    """Task checkpoint ``name`` when it verifies and is still the one with SHA-256 ``digest``."""
+    path = run_dir / CHECKPOINT_DIR / name
+    if digest is None or _digest(path) != digest:
+        return None  # gone, or rewritten since (a task run again): records made against it are stale
+    return read_verified(path, "checkpoint", "phase records stored against it are dropped")
 
 
 def _read_verified(path: Path) -> dict[str, Any] | None:

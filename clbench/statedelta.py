@@ -10,11 +10,15 @@ alone. A phase record therefore stores each tensor of ``state`` against the same
 * ``{MARK: "same"}`` when it is bit-identical (compared as integers, so ``-0.0``/``0.0`` and
   NaN payloads count as different);
 * ``{MARK: "sparse", "index": bits, "values": v}``: the changed positions as packed bits
-  (:func:`clbench.nn.masked.pack_bits`, one bit per element) and their new values.
+  (:func:`clbench.nn.masked.pack_bits`, one bit per element) and their new values;
+  ``"zeros": bits`` in addition when some positions changed to zero (every bit 0: ``+0.0``, not
+  ``-0.0``). Those are left out of ``index`` and ``values``: a prune stage zeroes most of what it
+  changes (released weights, their owner entries), and a zero needs no value.
 
 Entries that are not tensors (``_extra_state``) are stored as they are. :func:`apply` rebuilds
-the state bit for bit. Sizes, for an N-element float32 tensor with k changed elements:
-``N/8 + 4k`` bytes instead of ``4N``.
+the state bit for bit. Sizes, for an N-element float32 tensor with k elements changed to a
+nonzero value and z to zero: ``N/8 + 4k`` bytes (``N/4 + 4k`` when z > 0) instead of ``4N``.
+Records written before ``"zeros"`` existed have none and load as they are.
 """
 
 from __future__ import annotations
@@ -59,12 +63,20 @@ def encode(state: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         if not usable:
             out[key] = cpu
             continue
-        changed = _bits(cpu) != _bits(ref)
-        count = int(changed.sum())
-        if count == 0:
+        bits = _bits(cpu)
+        changed = bits != _bits(ref)
+        if not bool(changed.any()):
             out[key] = {MARK: "same"}
-        elif count * cpu.element_size() + cpu.numel() / 8 < 0.75 * cpu.numel() * cpu.element_size():
-            out[key] = {MARK: "sparse", "index": pack_bits(changed), "values": cpu.reshape(-1)[changed].clone()}
+            continue
+        zeroed = changed & (bits == 0)
+        valued = changed & ~zeroed
+        has_zeros = bool(zeroed.any())
+        size = int(valued.sum()) * cpu.element_size() + cpu.numel() / 8 * (2 if has_zeros else 1)
+        if size < 0.75 * cpu.numel() * cpu.element_size():
+            entry = {MARK: "sparse", "index": pack_bits(valued), "values": cpu.reshape(-1)[valued].clone()}
+            if has_zeros:
+                entry["zeros"] = pack_bits(zeroed)
+            out[key] = entry
         else:
             out[key] = cpu
     return out
@@ -89,6 +101,8 @@ def apply(delta: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
             rebuilt = ref.clone()
             changed = unpack_bits(value["index"], (ref.numel(),))
             rebuilt.view(-1)[changed] = value["values"]
+            if "zeros" in value:  # absent in records written before it existed
+                rebuilt.view(-1)[unpack_bits(value["zeros"], (ref.numel(),))] = 0
             out[key] = rebuilt
         else:
             out[key] = value

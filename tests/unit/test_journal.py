@@ -182,3 +182,37 @@ def test_a_delta_record_whose_base_is_damaged_is_dropped_with_the_rest(tmp_path)
     phase_path(tmp_path, 1, 1).write_bytes(b"damaged")
     again = _journal(tmp_path)
     assert again.replay == {} and _files(tmp_path) == []
+
+
+def test_a_task_first_record_diffs_against_the_previous_task_checkpoint(tmp_path, caplog):
+    """Issue 13: finished tasks' weights are in the previous task's checkpoint already, so the
+    task's first record stores only what the task changed; a rewritten checkpoint makes it stale."""
+    import torch
+
+    from clbench import checkpoint
+    from clbench.checkpoint import read_verified
+
+    previous = _state(1)
+    checkpoint.save(tmp_path, 1, {"strategy": {"model": previous, "extra": {}}})
+    trained = {**previous, "mine": previous["mine"] + 1.0}
+    pruned = {**trained, "mine": trained["mine"].clone(), "owner": trained["owner"].clone()}
+    pruned["mine"][:10], pruned["owner"][:10] = 0.0, 0
+    journal = _journal(tmp_path, task=2)
+    for name, state in (("train", trained), ("compact", pruned)):
+        o, _ = journal.begin(name)
+        journal.end(o, _model_record(name, state))
+    first, second = (read_verified(phase_path(tmp_path, 2, o), "phase", "") for o in (1, 2))
+    assert first["delta_base"] == "task-001.pt" and first["is_base"]
+    assert first["strategy"]["model"]["frozen"] == {"__clbench_delta__": "same"}  # not written again
+    assert second["delta_base"] == 1
+
+    again = _journal(tmp_path, task=2)
+    for o, expected in ((1, trained), (2, pruned)):
+        model = again.replay[o]["strategy"]["model"]
+        for key in ("frozen", "mine", "owner"):
+            assert torch.equal(model[key].view(-1).view(torch.uint8), expected[key].view(-1).view(torch.uint8))
+
+    checkpoint.save(tmp_path, 1, {"strategy": {"model": _state(7), "extra": {}}})  # task 1 run again
+    stale = _journal(tmp_path, task=2)
+    assert stale.replay == {} and _files(tmp_path) == []
+    assert "rewritten since" in caplog.text
