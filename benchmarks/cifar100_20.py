@@ -116,7 +116,7 @@ _CPU_COMMON: dict[str, Any] = {
     "lr": 1e-2,
     # Paper 100 epochs. 2 per task keeps the table in budget (measured: 4 epochs projected 3.3 h of
     # the 2.5 and 3 about 2.7 h, from per-task times; docs/algorithms.md deviation 17). In passes over
-    # a task's 2,250 training images at width 1 (~19 s each with both lanes busy): individual,
+    # a task's 2,250 training images at width 1 (~18 s each with both lanes busy): individual,
     # finetune, EWC, SI and joint ~2, LwF ~4 (its teacher), PackNet ~3, CPG ~6 at x1.5 width
     # (2 + 3 stages + 1 retrain), PAE ~5 at up to x2 plus ~2 for its goal sequence; evaluating the
     # accuracy matrix (test and validation splits of every learned task) adds ~1-2 per run.
@@ -134,16 +134,17 @@ _CPU_PACKING: dict[str, Any] = {
     "prune_stages": (0.5, 0.8, 0.9),
     "prune_epochs": 1,
     "prune_interval": 1,
-    # Paper 0.95: after 4 epochs no task fits 95 % of its training images (measured: well below),
+    # Paper 0.95: after 4 epochs (the first cpu recipe) no task fit 95 % of its training images,
     # so the paper's train-accuracy stop would end every task's pruning at stage 0 and leave no
     # free weights for the next. 0 leaves the choice to the goal check alone, as `small` does.
     "min_train_accuracy": 0.0,
     # Paper 0 (CIFAR main L478: val >= goal). A task's validation split has 250 images (one image
-    # = 0.4 points, a binomial standard error of ~3 points at 45 %), and after 4 epochs two trainings
-    # of one network differ by about a point: with no margin, CPG's task 1 (the individual model's
-    # own network) missed its goal by 0.8 points and grew to the maximum width on noise alone
-    # (measured, 2-task calibration). 2 points, as upstream's margin for the facial and ImageNet
-    # mains (``accuracy − goal > −margin``), for the grow decision and the ratio choice alike.
+    # = 0.4 points, a binomial standard error of ~3 points at 45 %), and after 4 epochs (the first
+    # cpu recipe) two trainings of one network differed by about a point: with no margin, CPG's
+    # task 1 (the individual model's own network) missed its goal by 0.8 points and grew to the
+    # maximum width on noise alone (measured, 2-task calibration; not re-measured at 2 epochs).
+    # 2 points, as upstream's margin for the facial and ImageNet mains (``accuracy − goal >
+    # −margin``), for the grow decision and the ratio choice alike.
     "goal_margin": 0.02,
     # Paper: x0.2 after 50 of 100 epochs, stop after 70. x0.2 after epoch 1 of 2; a stop at 70 % has
     # no whole epoch, so the picks learn in both (stop after epoch 2, the end).

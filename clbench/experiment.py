@@ -51,12 +51,15 @@ def experiment_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def not_data_fields(benchmark: str) -> tuple[str, ...]:
-    """The installed ``benchmark``'s ``Config.NOT_DATA`` (the fields that say where or how its data is
-    read, as :func:`clbench.goals.data_key` leaves them out); ``("data_root",)`` when it is not installed."""
+    """``data_root`` and the installed ``benchmark``'s ``Config.NOT_DATA`` (the fields that say where
+    or how its data is read, as :func:`clbench.goals.data_key` leaves them out). A benchmark that is
+    not installed here (or plugins that fail to load) gives ``("data_root",)`` alone: reading its
+    runs on such a machine may then split rows that differ in such a field."""
     plugins = installed_plugins()
-    if plugins is None or benchmark not in plugins.benchmarks:
-        return ("data_root",)
-    return tuple(getattr(plugins.benchmarks.get(benchmark).Config, "NOT_DATA", ("data_root",)))
+    declared = ()
+    if plugins is not None and benchmark in plugins.benchmarks:
+        declared = tuple(getattr(plugins.benchmarks.get(benchmark).Config, "NOT_DATA", ()))
+    return tuple(dict.fromkeys(("data_root", *declared)))
 
 
 def experiment_id(config: dict[str, Any]) -> str:

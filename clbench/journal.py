@@ -81,6 +81,7 @@ class PhaseJournal:
     _next: int = 0
     _open: list[int] = field(default_factory=list)
     _base: tuple[int, dict[str, Any]] | None = None  # (ordinal, CPU model state) later records diff against
+    _no_previous: bool = False  # the previous task's checkpoint was looked for and is not usable
 
     @classmethod
     def for_task(
@@ -191,12 +192,19 @@ class PhaseJournal:
                 _remove(path)
 
     def _previous_task(self) -> tuple[str, str, dict[str, Any]] | None:
-        """(file name, SHA-256, model state) of the previous task's checkpoint, when it verifies."""
+        """(file name, SHA-256, model state) of the previous task's checkpoint, when it verifies;
+        looked for once per task (a record before the first base is then stored whole)."""
+        if self._no_previous:
+            return None
         name = f"task-{self.task - 1:03d}.pt"
         digest = _digest(self.run_dir / CHECKPOINT_DIR / name)
-        payload = _task_checkpoint(self.run_dir, name, digest) if digest else None
+        fallback = "this task's first phase record is stored whole"
+        payload = _task_checkpoint(self.run_dir, name, digest, fallback) if digest else None
         model = _model_of(payload) if payload is not None else None
-        return (name, digest, model) if model is not None and digest else None
+        if model is None or digest is None:
+            self._no_previous = True
+            return None
+        return name, digest, model
 
     def _write(self, ordinal: int, payload: dict[str, Any]) -> None:
         path = phase_path(self.run_dir, self.task, ordinal)
@@ -222,7 +230,12 @@ def _resolved(payload: dict[str, Any], base: dict[str, Any] | None, path: Path) 
             payload["delta_base"],
         )
         return None
-    model = statedelta.apply(payload["strategy"]["model"], base["strategy"]["model"])
+    try:
+        model = statedelta.apply(payload["strategy"]["model"], base["strategy"]["model"])
+    except (KeyError, ValueError) as exc:  # a delta that does not fit its base: damaged
+        log.warning("phase checkpoint %s does not fit its base %s (%s); the task resumes from the phase before it",
+                    path, payload["delta_base"], exc)  # fmt: skip
+        return None
     return {**payload, "strategy": {**payload["strategy"], "model": model}}
 
 
@@ -232,12 +245,15 @@ def _digest(path: Path) -> str | None:
     return digest_file.read_text().strip() if path.is_file() and digest_file.is_file() else None
 
 
-def _task_checkpoint(run_dir: Path, name: str, digest: str | None) -> dict[str, Any] | None:
-    """Task checkpoint ``name`` when it verifies and is still the one with SHA-256 ``digest``."""
+def _task_checkpoint(
+    run_dir: Path, name: str, digest: str | None, fallback: str = "phase records stored against it are dropped"
+) -> dict[str, Any] | None:
+    """Task checkpoint ``name`` when it verifies and is still the one with SHA-256 ``digest``
+    (``fallback``: what the warning about a damaged one says happens instead)."""
     path = run_dir / CHECKPOINT_DIR / name
     if digest is None or _digest(path) != digest:
         return None  # gone, or rewritten since (a task run again): records made against it are stale
-    return read_verified(path, "checkpoint", "phase records stored against it are dropped")
+    return read_verified(path, "checkpoint", fallback)
 
 
 def _read_verified(path: Path) -> dict[str, Any] | None:

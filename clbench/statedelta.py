@@ -11,14 +11,17 @@ alone. A phase record therefore stores each tensor of ``state`` against the same
   NaN payloads count as different);
 * ``{MARK: "sparse", "index": bits, "values": v}``: the changed positions as packed bits
   (:func:`clbench.nn.masked.pack_bits`, one bit per element) and their new values;
-  ``"zeros": bits`` in addition when some positions changed to zero (every bit 0: ``+0.0``, not
-  ``-0.0``). Those are left out of ``index`` and ``values``: a prune stage zeroes most of what it
-  changes (released weights, their owner entries), and a zero needs no value.
+* ``{MARK: "sparse_zeros", "index": bits, "values": v, "zeros": bits}`` when some positions
+  changed to zero (every bit 0: ``+0.0``, not ``-0.0``): those are left out of ``index`` and
+  ``values`` and listed in ``zeros``. A prune stage zeroes most of what it changes (released
+  weights, their owner entries), and a zero needs no value. A kind of its own, so that an older
+  clbench, which does not know it, fails loudly on such a record instead of ignoring the zeros.
 
 Entries that are not tensors (``_extra_state``) are stored as they are. :func:`apply` rebuilds
 the state bit for bit. Sizes, for an N-element float32 tensor with k elements changed to a
 nonzero value and z to zero: ``N/8 + 4k`` bytes (``N/4 + 4k`` when z > 0) instead of ``4N``.
-Records written before ``"zeros"`` existed have none and load as they are.
+Tensors of any memory format (``channels_last`` included) are rebuilt contiguous, with the same
+values. Records written before ``"sparse_zeros"`` existed load as they are.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def encode(state: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         if size < 0.75 * cpu.numel() * cpu.element_size():
             entry = {MARK: "sparse", "index": pack_bits(valued), "values": cpu.reshape(-1)[valued].clone()}
             if has_zeros:
-                entry["zeros"] = pack_bits(zeroed)
+                entry.update({MARK: "sparse_zeros", "zeros": pack_bits(zeroed)})
             out[key] = entry
         else:
             out[key] = cpu
@@ -88,25 +91,40 @@ def apply(delta: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
 
     Raises:
         KeyError: ``base`` lacks a key the delta refers to (a base from another record).
+        ValueError: a delta that does not fit its base's shapes.
     """
-    from clbench.nn.masked import unpack_bits
+    import torch
 
     out: dict[str, Any] = {}
     for key, value in delta.items():
         kind = value.get(MARK) if isinstance(value, dict) else None
         if kind == "same":
             out[key] = base[key]  # shared, not copied: loading a state dict copies it into the model
-        elif kind == "sparse":
+        elif kind in ("sparse", "sparse_zeros"):
             ref = base[key]
-            rebuilt = ref.clone()
-            changed = unpack_bits(value["index"], (ref.numel(),))
+            # Contiguous, so that the flat view indexes in the order encode flattened (reshape) in:
+            # a channels_last base (saved after a channels_last evaluation) has no flat view.
+            rebuilt = ref.clone(memory_format=torch.contiguous_format)
+            changed = _unpacked(value["index"], ref.numel(), key)
+            if int(changed.sum()) != value["values"].numel():
+                raise ValueError(f"delta of {key!r}: {int(changed.sum())} positions, {value['values'].numel()} values")
             rebuilt.view(-1)[changed] = value["values"]
-            if "zeros" in value:  # absent in records written before it existed
-                rebuilt.view(-1)[unpack_bits(value["zeros"], (ref.numel(),))] = 0
+            if kind == "sparse_zeros":
+                rebuilt.view(-1)[_unpacked(value["zeros"], ref.numel(), key)] = 0
             out[key] = rebuilt
         else:
             out[key] = value
     return out
+
+
+def _unpacked(packed: Any, numel: int, key: str) -> Any:
+    """Packed bits as a flat bool mask of ``numel`` entries; ValueError when they were packed
+    for another size (a base that is not the one the delta was made against)."""
+    from clbench.nn.masked import unpack_bits
+
+    if packed.numel() != (numel + 7) // 8:
+        raise ValueError(f"delta of {key!r} holds {packed.numel()} bytes of bits for {numel} entries")
+    return unpack_bits(packed, (numel,))
 
 
 def reshaped(state: dict[str, Any], base: dict[str, Any]) -> bool:

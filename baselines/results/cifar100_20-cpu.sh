@@ -62,13 +62,15 @@ lane() {  # run the strategies in order, skipping those the other lane took; sto
     done
 }
 
-trap 'kill $(jobs -p) 2> /dev/null' INT TERM  # stopping the script stops its lanes
+# Stopping the script stops its lanes and the runs in them (a lane's run is its child: killing the
+# lane alone would leave it running, and a rerun would then resume the same directory beside it).
+trap 'for lane_pid in $(jobs -p); do pkill -TERM -P "$lane_pid"; kill "$lane_pid"; done 2> /dev/null' INT TERM
 
 # Individual writes the goals CPG reads, so lane a runs them first; lane b starts with PAE, which
 # trains its own (finetune_previous) goals. The rest is a shared queue, longest first: whichever
 # lane is free takes the next, so neither idles while the other has a backlog. Planned work, in one-thread passes
-# over the 20 tasks (recipe comment in benchmarks/cifar100_20.py): ~56 with growth, ~28 per lane,
-# ~2 h at ~12.5 s a pass; the Avalanche loop and LwF's teacher were slower than that in the 4-epoch run.
+# over the 20 tasks (recipe comment in benchmarks/cifar100_20.py): ~48 with growth and evaluation,
+# ~24 per lane, ~2.3 h at the ~18 s a pass that individual measured with both lanes busy.
 shared=(lwf packnet ewc si finetune joint_mixed)
 lane individual cpg "${shared[@]}" >> "$work/lane-a.log" 2>&1 &
 lane_a=$!

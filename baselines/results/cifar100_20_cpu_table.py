@@ -58,10 +58,12 @@ def span(work: Path) -> str:
         return "Whole table: no times.csv."
     first, last = min(int(r[2]) for r in rows), max(int(r[3]) for r in rows)
     total = sum(float(r[4]) for r in rows)
+    done = {r[0] for r in rows if len(r) < 6 or r[5] == "0"}
+    what = "Whole table" if set(ORDER) <= done else f"Runs so far ({len(done)} of {len(ORDER)} strategies done)"
     return (
-        f"Whole table (times.csv, both lanes): first start to last end {last - first} s = "
-        f"{(last - first) / 3600:.2f} h (budget 2.5 h); the runs' script times add up to {total:.0f} s = "
-        f"{total / 7200:.2f} h per lane."
+        f"{what} (times.csv, both lanes): first start to last end {last - first} s = "
+        f"{(last - first) / 3600:.2f} h (budget 2.5 h; gaps between reruns of the script count too); the runs' "
+        f"script times add up to {total:.0f} s = {total / 7200:.2f} h per lane."
     )
 
 

@@ -149,12 +149,10 @@ def test_records_after_the_base_store_deltas_and_replay_bit_for_bit(tmp_path):
     journal.end(outer, _model_record("compact", states[2]))
     grown, _ = journal.begin("train")
     journal.end(grown, _model_record("train", states[4]))  # top-level and reshaped: the next base
-    stored = {
-        o: read_verified(phase_path(tmp_path, 1, o), "phase", "")["strategy"]["model"] for o in (1, 2, 5)
-    }
+    stored = {o: read_verified(phase_path(tmp_path, 1, o), "phase", "")["strategy"]["model"] for o in (1, 2, 5)}
     assert isinstance(stored[1]["frozen"], torch.Tensor)  # the base holds everything
     assert stored[2]["frozen"] == {"__clbench_delta__": "same"}  # written once per task
-    assert stored[2]["owner"]["__clbench_delta__"] == "sparse"
+    assert stored[2]["owner"]["__clbench_delta__"] == "sparse_zeros"  # released owner entries: zeros as bits
     assert isinstance(stored[5]["mine"], torch.Tensor)  # new shape: whole
 
     again = _journal(tmp_path)
@@ -216,3 +214,25 @@ def test_a_task_first_record_diffs_against_the_previous_task_checkpoint(tmp_path
     stale = _journal(tmp_path, task=2)
     assert stale.replay == {} and _files(tmp_path) == []
     assert "rewritten since" in caplog.text
+
+
+def test_a_record_that_does_not_fit_its_base_is_dropped_not_raised(tmp_path, caplog):
+    """A delta whose base has other shapes (a corrupt pairing that still verifies) must not make
+    every resume crash: it is treated as a damaged record."""
+    import torch
+
+    from clbench import checkpoint
+
+    checkpoint.save(tmp_path, 1, {"strategy": {"model": _state(1), "extra": {}}})
+    journal = _journal(tmp_path, task=2)
+    o, _ = journal.begin("train")
+    trained = {**_state(1), "mine": _state(1)["mine"].clone()}
+    trained["mine"][0] += 1.0  # one changed entry: stored sparse against the checkpoint's tensor
+    journal.end(o, _model_record("train", trained))
+    checkpoint.save(tmp_path, 1, {"strategy": {"model": {**_state(1), "mine": torch.zeros(3)}, "extra": {}}})
+    record = phase_path(tmp_path, 2, 1)
+    payload = torch.load(record, weights_only=False)
+    payload["delta_base_sha256"] = (tmp_path / "checkpoints" / "task-001.pt.sha256").read_text().strip()
+    checkpoint.write_verified(record, {k: v for k, v in payload.items() if k != "format"})
+    again = _journal(tmp_path, task=2)
+    assert again.replay == {} and "does not fit its base" in caplog.text
