@@ -166,7 +166,7 @@ class Cifar100_20(Benchmark):
         "--cifar100_20.train-limit (not measured)",
         "fast": "GPU: the device engine, bf16, channels_last and halved schedules (docs/speed.md)",
         "cpu": "the CPU table: VGG16-BN at width 0.25, all 20 tasks and images, 2-epoch schedules; "
-        "~2.5 h for all nine strategies on 2 cores (baselines/results/cifar100_20-cpu.md)",
+        "measured 2.41 h for eight of the nine strategies on 2 cores (baselines/results/cifar100_20-cpu.md)",
     }
     recipe_config: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"backbone_width": 0.25}}
     recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
