@@ -127,6 +127,13 @@ def read_verified(path: Path, what: str, fallback: str) -> dict[str, Any] | None
     return payload
 
 
+def recorded_digest(path: Path) -> str | None:
+    """The SHA-256 written beside ``path`` by :func:`write_verified` (None when ``path`` or its
+    checksum file is missing)."""
+    digest_file = path.with_name(path.name + ".sha256")
+    return digest_file.read_text().strip() if path.is_file() and digest_file.is_file() else None
+
+
 def _verified(path: Path, what: str) -> tuple[dict[str, Any] | None, str | None]:
     """``(payload, None)``, or ``(None, why)`` when the checksum is missing or does not match.
 
@@ -135,9 +142,8 @@ def _verified(path: Path, what: str) -> tuple[dict[str, Any] | None, str | None]
     """
     import torch
 
-    digest_file = path.with_name(path.name + ".sha256")
     data = path.read_bytes()
-    expected = digest_file.read_text().strip() if digest_file.is_file() else None
+    expected = recorded_digest(path)
     if expected != hashlib.sha256(data).hexdigest():
         return None, "has no checksum file (interrupted while saving)" if expected is None else "fails its checksum"
     payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from clbench import statedelta
-from clbench.checkpoint import CHECKPOINT_DIR, CheckpointError, read_verified, write_verified
+from clbench.checkpoint import CHECKPOINT_DIR, CheckpointError, read_verified, recorded_digest, write_verified
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class PhaseJournal:
         if self._no_previous:
             return None
         name = f"task-{self.task - 1:03d}.pt"
-        digest = _digest(self.run_dir / CHECKPOINT_DIR / name)
+        digest = recorded_digest(self.run_dir / CHECKPOINT_DIR / name)
         fallback = "this task's first phase record is stored whole"
         payload = _task_checkpoint(self.run_dir, name, digest, fallback) if digest else None
         model = _model_of(payload) if payload is not None else None
@@ -239,19 +239,13 @@ def _resolved(payload: dict[str, Any], base: dict[str, Any] | None, path: Path) 
     return {**payload, "strategy": {**payload["strategy"], "model": model}}
 
 
-def _digest(path: Path) -> str | None:
-    """The SHA-256 written beside a checkpoint (None when there is none)."""
-    digest_file = path.with_name(path.name + ".sha256")
-    return digest_file.read_text().strip() if path.is_file() and digest_file.is_file() else None
-
-
 def _task_checkpoint(
     run_dir: Path, name: str, digest: str | None, fallback: str = "phase records stored against it are dropped"
 ) -> dict[str, Any] | None:
     """Task checkpoint ``name`` when it verifies and is still the one with SHA-256 ``digest``
     (``fallback``: what the warning about a damaged one says happens instead)."""
     path = run_dir / CHECKPOINT_DIR / name
-    if digest is None or _digest(path) != digest:
+    if digest is None or recorded_digest(path) != digest:
         return None  # gone, or rewritten since (a task run again): records made against it are stale
     return read_verified(path, "checkpoint", fallback)
 
