@@ -442,6 +442,72 @@ def test_fused_pick_path_equals_binarizer_composition() -> None:
     assert torch.equal(fused[1], gated_w) and torch.equal(fused[2], gated_pm)
 
 
+def _reference_pick_grads(net: MaskedNet, layer: MaskedLinear, x: torch.Tensor, target: torch.Tensor):
+    """Gated weight and pick gradients of one batch, ALGORITHMS §1.1 written out (no buffers)."""
+    w = layer.weight.detach().clone().requires_grad_(True)
+    pm = layer.piggymask.detach().clone().requires_grad_(True)
+    own, earlier = layer.owner == 2, layer.owner == 1
+    mask = torch.where(earlier, Binarizer.apply(pm, DEFAULT_THRESHOLD), own.float())
+    logits = net.heads["2"](F.linear(x, w * mask, layer.biases["2"]))
+    F.cross_entropy(logits, target).backward()
+    return w.grad.masked_fill(~own, 0.0), pm.grad.masked_fill(~earlier, 0.0)
+
+
+def test_pick_path_keeps_its_weight_sized_results_in_persistent_buffers() -> None:
+    # Fresh weight-sized tensors every step cost ~60k page faults per step at width 1 (issue 13).
+    net, layer = _two_task_linear()
+    opt = torch.optim.SGD(net.pick_parameters(), lr=0.5)
+    x, target = torch.randn(5, 6), torch.tensor([0, 1, 0, 1, 1])
+    for step in range(3):
+        net.zero_grad()  # set_to_none=True, torch's default
+        expected_w, expected_pm = _reference_pick_grads(net, layer, x, target)
+        F.cross_entropy(net(x), target).backward()
+        net.gate_gradients(0.0)
+        plan = layer._training_plan(2)
+        assert layer.piggymask.grad.data_ptr() == plan._pick_grad.data_ptr(), step
+        assert torch.equal(layer.weight.grad, expected_w) and torch.equal(layer.piggymask.grad, expected_pm), step
+        opt.step()  # the picks move, so each step's mask differs
+
+
+def test_pick_path_accumulates_correctly_when_gradients_are_not_set_to_none() -> None:
+    # The persistent buffer is autograd's piggymask.grad: with set_to_none=False the next
+    # product must not be written into the gradient autograd then adds it to (a doubled grad).
+    net, layer = _two_task_linear()
+    x, target = torch.randn(5, 6), torch.tensor([0, 1, 0, 1, 1])
+    for step in range(3):
+        net.zero_grad(set_to_none=False)
+        _, expected_pm = _reference_pick_grads(net, layer, x, target)
+        F.cross_entropy(net(x), target).backward()
+        net.gate_gradients(0.0)
+        assert torch.equal(layer.piggymask.grad, expected_pm), step
+    # Two backward passes before a step add up, as for any parameter.
+    net.zero_grad()
+    F.cross_entropy(net(x), target).backward()
+    F.cross_entropy(net(x), target).backward()
+    net.gate_gradients(0.0)
+    assert torch.equal(layer.piggymask.grad, 2 * expected_pm)
+
+
+def test_pick_path_survives_two_forwards_before_one_backward() -> None:
+    # A second forward while the first graph still holds the masked weight must not overwrite it
+    # (a distillation loss, or two views of a batch, before one backward).
+    net, layer = _two_task_linear()
+    # An input that needs a gradient makes autograd save the masked weight for the backward.
+    x, target = torch.randn(5, 6, requires_grad=True), torch.tensor([0, 1, 0, 1, 1])
+    expected_w, expected_pm = _reference_pick_grads(net, layer, x.detach(), target)
+    first = F.cross_entropy(net(x), target)
+    with torch.no_grad():
+        layer.piggymask.mul_(-1.0)  # the second forward computes with another mask ...
+    second = F.cross_entropy(net(x), target)
+    with torch.no_grad():
+        layer.piggymask.mul_(-1.0)  # ... and the first graph must still hold its own weight
+    net.zero_grad()
+    first.backward()
+    net.gate_gradients(0.0)
+    assert torch.equal(layer.weight.grad, expected_w) and torch.equal(layer.piggymask.grad, expected_pm)
+    second.backward()  # its graph is intact too
+
+
 @pytest.mark.parametrize("pick", ["all", "none"])
 def test_fixed_pick_modes(pick: str) -> None:
     net, layer = _two_task_linear(pick)
