@@ -32,6 +32,14 @@ class Regularised(Strategy):
             self._plugins = [TaskClock(), self.make_plugin()]
         return self._plugins
 
+    def after_task(self, task: Task) -> None:
+        """Drop every gradient once the task is learned. Earlier tasks' heads are in no later
+        optimizer, so nothing else clears theirs; Avalanche's EWC importance pass adds the square
+        of any gradient it finds (``compute_importances`` zeroes only the optimizer's parameters),
+        and so gave every old head a stale, growing importance for every later task."""
+        super().after_task(task)
+        self.model.zero_grad(set_to_none=True)
+
     def extra_state(self) -> dict[str, Any]:
         """The plugin's state (anchors, importances, teacher …), so a resumed run goes on exactly."""
         return {"plugin": self.regularizer.plugin_state()}

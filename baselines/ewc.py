@@ -12,16 +12,37 @@ fresh clbench loop; ``TaskClock`` (``_avalanche.py``) sets it to the task index 
 ``separate`` mode really sums one penalty per earlier task. Avalanche's penalty is
 ``lambda · Σ F (θ − θ*)²`` with ``F`` the mean over mini-batches of the squared batch gradient
 (no ½, unlike the paper's Eq. 3), so lambdas are not interchangeable with FACIL's.
+
+That penalty has curvature ``2λ·ΣF`` per weight, and SGD diverges on a quadratic whose curvature
+times the lr exceeds :func:`sgd_stability_limit`. In separate mode ``ΣF`` grows with every task,
+so a λ that is stable early can turn a weight's iteration unstable later; behind a BatchNorm the
+weight's scale does not change the loss, so it grows unseen until the loss overflows (measured on
+the CIFAR CPU table, baselines/results/cifar100_20-cpu.md). Each task therefore records
+``ewc_stiffness`` and warns, naming the fix, once the next task's SGD would diverge.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from clbench.config import check
-from clbench.strategy import TrainConfig
+from clbench.strategy import Task, TrainConfig
 from clbench_baselines._regularised import Regularised
+
+log = logging.getLogger(__name__)
+
+
+def sgd_stability_limit(momentum: float, nesterov: bool) -> float:
+    """The largest ``lr × curvature`` at which PyTorch's SGD still converges on a quadratic.
+
+    Heavy-ball momentum ``m`` (PyTorch's ``v ← m·v + g; θ ← θ − lr·v``): ``2(1 + m)``; with
+    ``nesterov`` (``θ ← θ − lr·(g + m·v)``): ``2(1 + m)/(1 + 2m)``; 2 without momentum. Both follow
+    from Jury's conditions on the two-step recurrence; ``tests/unit/test_baselines_regularisation.py``
+    checks them against ``torch.optim.SGD`` on either side of the bound.
+    """
+    return 2 * (1 + momentum) / (1 + 2 * momentum) if nesterov and momentum > 0 else 2 * (1 + momentum)
 
 
 @dataclass(frozen=True)
@@ -50,3 +71,56 @@ class EWC(Regularised):
         cfg: EWCConfig = self.config
         decay = cfg.decay_factor if cfg.mode == "online" else None  # the plugin rejects a decay in separate mode
         return MeteredEWCPlugin(cfg.ewc_lambda, mode=cfg.mode, decay_factor=decay)
+
+    def penalty_stiffness(self) -> tuple[float, str, int]:
+        """How the penalty the next task trains under compares with SGD's stability limit.
+
+        Returns ``(stiffness, parameter, count)``: ``stiffness = lr · (2λ·F_w + weight_decay) /
+        sgd_stability_limit`` at the stiffest weight ``w`` (``F_w`` summed over the earlier tasks in
+        separate mode, the accumulated importance in online mode), the parameter holding it, and
+        how many weights exceed 1, where SGD on the penalty alone diverges (the task's own loss
+        and a later lr drop may still hold it). Earlier tasks' heads, which no later task trains,
+        are left out. ``(0.0, "", 0)`` before any importance exists.
+        """
+        import torch
+
+        cfg: EWCConfig = self.config
+        importances = self.regularizer.importances
+        if not importances:
+            return 0.0, "", 0
+        tasks = sorted(importances) if cfg.mode == "separate" else [max(importances)]
+        # The plugin names parameters as its loop sees the model ("net." + name). Earlier tasks'
+        # heads train no more, so their curvature cannot make the next task diverge.
+        heads = tuple(f"net.heads.{t}." for t in getattr(self.model, "heads", {}))
+        summed: dict[str, torch.Tensor] = {}
+        for task in tasks:
+            for name, data in importances[task].items():
+                if name.startswith(heads):
+                    continue
+                summed[name] = data.data + summed[name] if name in summed else data.data.clone()
+        scale = cfg.lr / sgd_stability_limit(cfg.momentum, cfg.nesterov)
+        worst, where, count = 0.0, "", 0
+        for name, total in summed.items():
+            stiffness = scale * (2 * cfg.ewc_lambda * total + cfg.weight_decay)
+            count += int((stiffness > 1).sum())
+            peak = float(stiffness.max()) if stiffness.numel() else 0.0
+            if peak > worst:
+                worst, where = peak, name
+        return worst, where, count
+
+    def task_records(self, task: Task) -> dict[str, float]:
+        """Adds ``ewc_stiffness`` (:meth:`penalty_stiffness` for the next task) and warns when
+        it exceeds 1, naming the fix."""
+        records = super().task_records(task)
+        stiffness, where, count = self.penalty_stiffness()
+        records["ewc_stiffness"] = stiffness
+        if stiffness > 1:
+            cfg: EWCConfig = self.config
+            log.warning(
+                "EWC after task %d: SGD diverges on the penalty alone for %d weight(s) (stiffest: %s, "
+                "lr·(2λ·ΣF + weight_decay) at %.2f× the stability limit %.2f of momentum %g): expect them to "
+                "grow until the loss is non-finite; lower --ewc.ewc-lambda (below %.3g) or --ewc.lr",
+                task.index, count, where, stiffness, sgd_stability_limit(cfg.momentum, cfg.nesterov),
+                cfg.momentum, cfg.ewc_lambda / stiffness,
+            )  # fmt: skip
+        return records

@@ -84,6 +84,11 @@ def test_ewc_keeps_fisher_weighted_distance_small(digits_tasks, finetuned):
     finetune = _weighted_distance(ft_after_2, anchors, fisher)
     assert ewc < 0.5 * finetune
     assert plugin.mean_penalty(0) == 0.0 and plugin.mean_penalty(1) > 0
+    # Task 2 never reads task 1's head, so its Fisher there is 0 (a stale gradient of the old head,
+    # which no later optimizer clears, used to be counted as importance).
+    old_head = {k: v.data for k, v in plugin.importances[1].items() if k.startswith("net.heads.1.")}
+    assert old_head and all(bool((f == 0).all()) for f in old_head.values())
+    assert all(float(v.data.abs().sum()) > 0 for k, v in plugin.importances[1].items() if "heads.2." in k)
 
 
 @pytest.mark.slow
@@ -126,3 +131,67 @@ def test_lwf_distils_from_task_2_on_and_keeps_the_old_head(digits_tasks, finetun
             return float(plugin.lwf._distillation_loss(new(x), old(x), [0, 1]))
 
     assert old_head_divergence(strategy.model) < 0.5 * old_head_divergence(ft_after_2)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_stability_limit_is_where_torch_sgd_starts_to_diverge(momentum, nesterov):
+    from clbench_baselines.ewc import sgd_stability_limit
+
+    limit = sgd_stability_limit(momentum, nesterov)
+
+    def final(factor: float) -> float:  # SGD on loss = x²/2 (curvature 1) at lr = factor·limit
+        x = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([x], lr=factor * limit, momentum=momentum, nesterov=nesterov and momentum > 0)
+        for _ in range(3000):
+            opt.zero_grad()
+            (x**2 / 2).sum().backward()
+            opt.step()
+        return abs(float(x.detach()))
+
+    assert final(0.95) < 1e-3
+    assert not final(1.05) < 1e3  # grown, or overflowed to inf/NaN
+
+
+def _ewc_with_importances(importances, **config):
+    from types import SimpleNamespace
+
+    benchmark = Digits(DigitsConfig())
+    context = StrategyContext(device=torch.device("cpu"), backbone_factory=benchmark.backbone, num_tasks=3)
+    strategy = EWC(EWCConfig(**{"lr": 0.01, "momentum": 0.9, **config}), context)
+    plugin = strategy.regularizer
+    for task, tensors in importances.items():
+        plugin.importances[task] = {name: SimpleNamespace(data=t) for name, t in tensors.items()}
+    return strategy
+
+
+def test_ewc_stiffness_sums_importances_over_earlier_tasks_in_separate_mode():
+    # The CIFAR CPU table's divergence: conv1's summed importance reached 1.93 by task 13 at
+    # lambda 100, lr 0.01, momentum 0.9: 0.01 · 2 · 100 · 1.93 = 3.86 > 2 · 1.9 (its weights then
+    # grew to 8.6e12 and task 19's loss overflowed).
+    f1, f2 = torch.tensor([0.5, 1.0, 0.0]), torch.tensor([0.0, 0.93, 0.1])
+    strategy = _ewc_with_importances({0: {"a": f1}, 1: {"a": f2, "b": torch.tensor([0.2])}}, ewc_lambda=100.0)
+    stiffness, where, count = strategy.penalty_stiffness()
+    assert where == "a" and count == 1
+    assert stiffness == pytest.approx(0.01 * 2 * 100 * 1.93 / 3.8)
+    online = _ewc_with_importances({0: {"a": f1}, 1: {"a": f2}}, ewc_lambda=100.0, mode="online")
+    assert online.penalty_stiffness()[0] == pytest.approx(0.01 * 2 * 100 * 0.93 / 3.8)  # the latest only
+    nesterov = _ewc_with_importances({0: {"a": f1}}, ewc_lambda=100.0, nesterov=True, weight_decay=0.5)
+    assert nesterov.penalty_stiffness()[0] == pytest.approx(0.01 * (2 * 100 * 1.0 + 0.5) / (3.8 / 2.8))
+    assert _ewc_with_importances({}).penalty_stiffness() == (0.0, "", 0)
+
+
+def test_ewc_records_its_stiffness_and_warns_before_sgd_diverges(caplog):
+    from types import SimpleNamespace
+
+    stiff = _ewc_with_importances({0: {"a": torch.tensor([2.0])}}, ewc_lambda=100.0)
+    with caplog.at_level("WARNING"):
+        records = stiff.task_records(SimpleNamespace(index=1))
+    assert records["ewc_stiffness"] == pytest.approx(0.01 * 2 * 100 * 2.0 / 3.8)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "1 weight(s)" in warning and "--ewc.ewc-lambda (below 95)" in warning
+    caplog.clear()
+    calm = _ewc_with_importances({0: {"a": torch.tensor([2.0])}}, ewc_lambda=10.0)
+    with caplog.at_level("WARNING"):
+        assert calm.task_records(SimpleNamespace(index=1))["ewc_stiffness"] < 1
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
