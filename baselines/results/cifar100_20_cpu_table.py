@@ -1,10 +1,13 @@
 """Write the measured part of baselines/results/cifar100_20-cpu.md (and all of its .csv) from the
-run directories of ``cifar100_20-cpu.sh``.
+run directories of ``cifar100_20-cpu.sh``, and from sweeps whose setting was chosen on validation.
 
-    python baselines/results/cifar100_20_cpu_table.py WORK_DIR
+    python baselines/results/cifar100_20_cpu_table.py WORK_DIR [SWEEP_DIR ...]
 
-Only finished runs (with summary.json) count. The generated block sits between the markers
-below; the rest of the .md (the reviewer's reading) is written by hand and kept as it is.
+Only finished runs (with summary.json) count. A SWEEP_DIR (``clbench sweep``) holds one strategy's
+settings; the one with the best validation accuracy (``clbench table SWEEP_DIR --select val``) is
+the table's row for that strategy, in place of any run of it in WORK_DIR. The generated block sits
+between the markers below; the rest of the .md (the reviewer's reading) is written by hand and
+kept as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from clbench import selection, tables
 from clbench.results import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +39,32 @@ def finished(work: Path) -> list[Path]:
     runs = [p for p in sorted(work.glob("*-s*")) if (p / "summary.json").is_file()]
     rank = {s: i for i, s in enumerate(ORDER)}
     return sorted(runs, key=lambda p: (rank.get(p.name.rsplit("-s", 1)[0], len(ORDER)), p.name))
+
+
+def strategy_of(run: Path) -> str:
+    return tables.load_run(run).strategy
+
+
+def chosen(sweep: Path) -> tuple[list[Path], list[str]]:
+    """The run directories of the setting chosen on validation in ``sweep``, and a line per setting
+    compared (its hyperparameters, mean final validation accuracy, run wall time; or why it has no
+    score), for the reader to see what the choice was made from."""
+    runs = tables.load_runs(tables.find_run_dirs([sweep]))
+    choices = selection.select_on_validation(runs)
+    if len(choices) != 1:
+        raise SystemExit(f"{sweep}: expected one strategy's settings, found {len(choices)} experiments")
+    lines = []
+    for run in runs:
+        name = run.path.name
+        if not run.summary:
+            log = sweep / "logs" / f"{name}.log"
+            last = log.read_text().strip().splitlines()[-1] if log.is_file() else "no log"
+            lines.append(f"| {name} | not finished | | {last} |")
+            continue
+        picked = " **(chosen)**" if any(r.path == run.path for r in choices[0].runs) else ""
+        score = 100 * selection.validation_score(run)
+        lines.append(f"| {name}{picked} | {score:.2f} | {run.summary['wall_seconds']:.0f} | |")
+    return [r.path for r in choices[0].runs], lines
 
 
 def times(work: Path) -> dict[tuple[str, str], tuple[float, int]]:
@@ -83,7 +113,7 @@ def published_table() -> list[str]:
     return out
 
 
-def block(work: Path, runs: list[Path]) -> str:
+def block(work: Path, runs: list[Path], settings: list[str]) -> str:
     envs = [json.loads((r / "environment.json").read_text()) for r in runs]
     commits = sorted({e.get("git_commit", "?") for e in envs})
     threads = sorted({str(e.get("torch_threads", "?")) for e in envs})
@@ -91,11 +121,13 @@ def block(work: Path, runs: list[Path]) -> str:
     wall = times(work)
     rows = []
     for run in runs:
-        strategy, seed = run.name.rsplit("-s", 1)
-        summary = json.loads((run / "summary.json").read_text())
+        info = tables.load_run(run)
+        strategy, seed, own = info.strategy, str(info.seed), info.summary["wall_seconds"]
+        if run.parent != work:  # a sweep's cell: the sweep logs no script time
+            rows.append(f"| {strategy} | {seed} | {own:.0f} | (sweep cell {run.name}) | {own / 3600:.2f} | 1 |")
+            continue
         seconds, attempts = wall.get((strategy, seed), (float("nan"), 0))
-        own, hours = summary["wall_seconds"], seconds / 3600
-        rows.append(f"| {strategy} | {seed} | {own:.0f} | {seconds:.0f} | {hours:.2f} | {attempts} |")
+        rows.append(f"| {strategy} | {seed} | {own:.0f} | {seconds:.0f} | {seconds / 3600:.2f} | {attempts} |")
     lines = [
         BEGIN,
         f"Finished runs: {len(runs)} ({', '.join(r.name for r in runs)}). Device: {envs[0].get('device')} on host "
@@ -114,14 +146,34 @@ def block(work: Path, runs: list[Path]) -> str:
         "",
         span(work),
         "",
+        *(
+            [
+                "Settings chosen on validation (`clbench table SWEEP_DIR --select val`: the best mean final",
+                "validation accuracy; the test split takes no part):",
+                "",
+                "| sweep cell | mean final val accuracy % | run s | not finished: last log line |",
+                "|---|---:|---:|---|",
+                *settings,
+                "",
+            ]
+            if settings
+            else []
+        ),
         *published_table(),
         END,
     ]
     return "\n".join(lines)
 
 
-def main(work: Path) -> None:
-    runs = finished(work)
+def main(work: Path, sweeps: list[Path]) -> None:
+    runs, settings = finished(work), []
+    for sweep in sweeps:
+        picked, lines = chosen(sweep)
+        replaced = {strategy_of(p) for p in picked}
+        runs = [r for r in runs if r.name.rsplit("-s", 1)[0] not in replaced] + picked
+        settings += lines
+    rank = {s: i for i, s in enumerate(ORDER)}
+    runs.sort(key=lambda p: (rank.get(strategy_of(p), len(ORDER)), p.name))
     if not runs:
         raise SystemExit(f"no finished runs under {work}")
     # Written whole or not at all (an interrupted rewrite must not truncate the hand-written reading).
@@ -129,9 +181,11 @@ def main(work: Path) -> None:
     text = MD.read_text() if MD.is_file() else f"{BEGIN}\n{END}\n"
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
-    atomic_write_text(MD, before + block(work, runs) + after)
+    atomic_write_text(MD, before + block(work, runs, settings) + after)
     print(f"wrote {MD} and {CSV} ({len(runs)} runs)", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if len(sys.argv) < 2:
+        raise SystemExit(f"usage: {sys.argv[0]} WORK_DIR [SWEEP_DIR ...]")
+    main(Path(sys.argv[1]), [Path(a) for a in sys.argv[2:]])

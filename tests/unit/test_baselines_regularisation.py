@@ -166,9 +166,9 @@ def _ewc_with_importances(importances, **config):
 
 
 def test_ewc_stiffness_sums_importances_over_earlier_tasks_in_separate_mode():
-    # The CIFAR CPU table's divergence: conv1's summed importance reached 1.93 by task 13 at
-    # lambda 100, lr 0.01, momentum 0.9: 0.01 · 2 · 100 · 1.93 = 3.86 > 2 · 1.9 (its weights then
-    # grew to 8.6e12 and task 19's loss overflowed).
+    # The CIFAR CPU table's divergence: conv1's summed importance reached 1.93 after task 14 at
+    # lambda 100, lr 0.01, momentum 0.9: 0.01 · 2 · 100 · 1.93 = 3.85 > 2 · 1.9 (task 15's penalty
+    # jumped 0.52 -> 1.3e5, the weights grew to 8.6e12 and task 19's loss overflowed).
     f1, f2 = torch.tensor([0.5, 1.0, 0.0]), torch.tensor([0.0, 0.93, 0.1])
     strategy = _ewc_with_importances({0: {"a": f1}, 1: {"a": f2, "b": torch.tensor([0.2])}}, ewc_lambda=100.0)
     stiffness, where, count = strategy.penalty_stiffness()
