@@ -23,14 +23,28 @@ from pathlib import Path
 from typing import Any
 
 
+USAGE = "usage: python -m clbench.record_bytes run [clbench run options] --out DIR"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Returns the exit status: ``clbench run``'s, or 2 (one line on stderr) when the arguments
+    are not a ``run`` command with ``--out DIR``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(__doc__.split("\n\n", 1)[0] + "\n" + USAGE)
+        return 0
+    outs = [a.split("=", 1)[1] for a in args if a.startswith("--out=")]
+    outs += [args[i + 1] for i, a in enumerate(args) if a == "--out" and i + 1 < len(args)]
+    if args[:1] != ["run"] or len(outs) != 1 or not outs[0]:
+        print(f"clbench.record_bytes: error: {USAGE} (exactly one --out, with its folder)", file=sys.stderr)
+        return 2
+    out = Path(outs[0])
+
     import torch
 
     from clbench import checkpoint, journal
     from clbench.cli import main as cli_main
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    out = Path(args[args.index("--out") + 1])
     written: dict[str, dict[int, list[int]]] = {"phase": defaultdict(list), "task": defaultdict(list)}
     original = checkpoint.write_verified
 
