@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 USAGE = "usage: python -m clbench.record_bytes run [clbench run options] --out DIR"
 
 
