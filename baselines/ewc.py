@@ -24,14 +24,24 @@ the CIFAR CPU table, baselines/results/cifar100_20-cpu.md). Each task therefore 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from clbench.config import check
 from clbench.strategy import Task, TrainConfig
 from clbench_baselines._regularised import Regularised
 
 log = logging.getLogger(__name__)
+
+
+class Stiffness(NamedTuple):
+    """EWC's penalty against SGD's stability limit (:meth:`EWC.penalty_stiffness`)."""
+
+    value: float  # lr · (2λ·F + weight_decay) / sgd_stability_limit at the stiffest weight; > 1 diverges
+    parameter: str  # the parameter holding it, as Avalanche names it ("net.backbone.0.weight")
+    count: int  # weights above 1 in all parameters
+    importance: float  # the stiffest weight's summed importance F
 
 
 def sgd_stability_limit(momentum: float, nesterov: bool) -> float:
@@ -72,22 +82,17 @@ class EWC(Regularised):
         decay = cfg.decay_factor if cfg.mode == "online" else None  # the plugin rejects a decay in separate mode
         return MeteredEWCPlugin(cfg.ewc_lambda, mode=cfg.mode, decay_factor=decay)
 
-    def penalty_stiffness(self) -> tuple[float, str, int]:
-        """How the penalty the next task trains under compares with SGD's stability limit.
-
-        Returns ``(stiffness, parameter, count)``: ``stiffness = lr · (2λ·F_w + weight_decay) /
-        sgd_stability_limit`` at the stiffest weight ``w`` (``F_w`` summed over the earlier tasks in
-        separate mode, the accumulated importance in online mode), the parameter holding it, and
-        how many weights exceed 1, where SGD on the penalty alone diverges (the task's own loss
-        and a later lr drop may still hold it). Earlier tasks' heads, which no later task trains,
-        are left out. ``(0.0, "", 0)`` before any importance exists.
-        """
+    def penalty_stiffness(self) -> Stiffness:
+        """How the penalty the next task trains under compares with SGD's stability limit:
+        :class:`Stiffness` at the stiffest weight (``F`` summed over the earlier tasks in separate
+        mode, the accumulated importance in online mode). Earlier tasks' heads, which no later
+        task trains, are left out. All zero before any importance exists."""
         import torch
 
         cfg: EWCConfig = self.config
         importances = self.regularizer.importances
         if not importances:
-            return 0.0, "", 0
+            return Stiffness(0.0, "", 0, 0.0)
         tasks = sorted(importances) if cfg.mode == "separate" else [max(importances)]
         # The plugin names parameters as its loop sees the model ("net." + name). Earlier tasks'
         # heads train no more, so their curvature cannot make the next task diverge.
@@ -99,28 +104,38 @@ class EWC(Regularised):
                     continue
                 summed[name] = data.data + summed[name] if name in summed else data.data.clone()
         scale = cfg.lr / sgd_stability_limit(cfg.momentum, cfg.nesterov)
-        worst, where, count = 0.0, "", 0
+        worst = Stiffness(0.0, "", 0, 0.0)
+        count = 0
         for name, total in summed.items():
+            if not total.numel():
+                continue
             stiffness = scale * (2 * cfg.ewc_lambda * total + cfg.weight_decay)
             count += int((stiffness > 1).sum())
-            peak = float(stiffness.max()) if stiffness.numel() else 0.0
-            if peak > worst:
-                worst, where = peak, name
-        return worst, where, count
+            peak = int(stiffness.argmax())
+            if float(stiffness.flatten()[peak]) > worst.value:
+                worst = Stiffness(float(stiffness.flatten()[peak]), name, 0, float(total.flatten()[peak]))
+        return worst._replace(count=count)
+
+    def stable_lambda(self, importance: float) -> float:
+        """The largest λ at which SGD stays stable on a weight of summed importance ``importance``
+        (0 when the weight decay alone is past the limit); ``inf`` for an unimportant weight."""
+        cfg: EWCConfig = self.config
+        room = sgd_stability_limit(cfg.momentum, cfg.nesterov) / cfg.lr - cfg.weight_decay
+        return max(room, 0.0) / (2 * importance) if importance > 0 else math.inf
 
     def task_records(self, task: Task) -> dict[str, float]:
-        """Adds ``ewc_stiffness`` (:meth:`penalty_stiffness` for the next task) and warns when
-        it exceeds 1, naming the fix."""
+        """Adds ``ewc_stiffness`` (:meth:`penalty_stiffness` for the next task) and, when it
+        exceeds 1 and a task follows, warns, naming the fix."""
         records = super().task_records(task)
-        stiffness, where, count = self.penalty_stiffness()
-        records["ewc_stiffness"] = stiffness
-        if stiffness > 1:
+        stiffness = self.penalty_stiffness()
+        records["ewc_stiffness"] = stiffness.value
+        if stiffness.value > 1 and task.index < self.context.num_tasks:
             cfg: EWCConfig = self.config
             log.warning(
                 "EWC after task %d: SGD diverges on the penalty alone for %d weight(s) (stiffest: %s, "
                 "lr·(2λ·ΣF + weight_decay) at %.2f× the stability limit %.2f of momentum %g): expect them to "
                 "grow until the loss is non-finite; lower --ewc.ewc-lambda (below %.3g) or --ewc.lr",
-                task.index, count, where, stiffness, sgd_stability_limit(cfg.momentum, cfg.nesterov),
-                cfg.momentum, cfg.ewc_lambda / stiffness,
+                task.index, stiffness.count, stiffness.parameter, stiffness.value,
+                sgd_stability_limit(cfg.momentum, cfg.nesterov), cfg.momentum, self.stable_lambda(stiffness.importance),
             )  # fmt: skip
         return records

@@ -33,6 +33,8 @@ from clbench.errors import UsageError
 from clbench.strategy import FitResult, Strategy, Task, iterations_per_epoch
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from clbench.nn.masked import MaskedNet
     from clbench.optim import OptimizerGroup
 
@@ -148,6 +150,10 @@ class MaskedStrategy(Strategy):
         if masks:
             optimizers.append(torch.optim.Adam(masks, lr=lr_mask, **fused_options(masks)))
         return OptimizerGroup(optimizers)
+
+    def updated_parameters(self) -> list[nn.Parameter]:
+        """The SGD optimizer's parameters and the Adam optimizer's pick masks."""
+        return [*self.model.trainable_parameters(), *self.model.pick_parameters()]
 
     def run_phase(
         self,

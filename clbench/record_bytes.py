@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] in (["-h"], ["--help"]):
         print(__doc__.split("\n\n", 1)[0] + "\n" + USAGE)
         return 0
+    if args[:1] == ["run"] and {"-h", "--help"} & set(args):
+        from clbench.cli import main as cli_main
+
+        return cli_main(args)  # clbench run's own options
     outs = [a.split("=", 1)[1] for a in args if a.startswith("--out=")]
     outs += [args[i + 1] for i, a in enumerate(args) if a == "--out" and i + 1 < len(args)]
     if args[:1] != ["run"] or len(outs) != 1 or not outs[0]:

@@ -359,14 +359,21 @@ class Strategy:
     def after_backward(self, loop: Any) -> None:
         """Between ``backward()`` and ``step()``: gate gradients, add manual weight decay."""
 
+    def updated_parameters(self) -> list[nn.Parameter]:
+        """The parameters this task's optimizers update (what :meth:`clip_gradients` caps):
+        ``model.trainable_parameters()`` by default."""
+        return list(self.model.trainable_parameters())
+
     def clip_gradients(self) -> None:
-        """Cap the gradient norm of every trainable parameter when the config asks for it
-        (after the gate, so only what may train counts)."""
+        """Cap the gradient norm of the parameters the optimizers update when the config asks
+        for it (after the gate, so only what may train counts). Not every gradient: an earlier
+        task's head is in no later optimizer, so nothing clears its gradient, and LwF's
+        distillation adds to it every step; counted, it shrank every step's update."""
         limit = getattr(self.config, "clip_grad_norm", None)
         if limit is not None:
             import torch
 
-            params = [p for p in self.model.parameters() if p.grad is not None]
+            params = [p for p in self.updated_parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, limit)
 
     def after_update(self, loop: Any) -> None:

@@ -58,7 +58,8 @@ def chosen(sweep: Path) -> tuple[list[Path], list[str]]:
         name = run.path.name
         if not run.summary:
             log = sweep / "logs" / f"{name}.log"
-            last = log.read_text().strip().splitlines()[-1] if log.is_file() else "no log"
+            lines = log.read_text().strip().splitlines() if log.is_file() else ["no log"]
+            last = lines[-1] if lines else "empty log"
             lines.append(f"| {name} | not finished | | {last} |")
             continue
         picked = " **(chosen)**" if any(r.path == run.path for r in choices[0].runs) else ""

@@ -46,7 +46,7 @@ import copy
 import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -288,9 +288,10 @@ class _TrainingPlan:
     frozen: Tensor | None = None
     piggymask: nn.Parameter | None = None
     # Persistent buffers of the learned pick path, made on first use (see _PickedWeight).
-    _out: Tensor | None = None
-    _out_user: weakref.ref[Tensor] | None = None
-    _pick_grad: Tensor | None = None
+    _out: Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    _out_user: weakref.ref[Tensor] | None = field(default=None, init=False, repr=False, compare=False)
+    _pick_grad: Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    _pick_grad_user: weakref.ref[Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
     def output(self) -> Tensor:
         """The buffer for this forward's masked weight: the persistent one unless the tensor
@@ -315,17 +316,22 @@ class _TrainingPlan:
 
     def pick_gradient(self, grad: Tensor) -> Tensor:
         """``grad * frozen``, written into the persistent buffer when the pick mask holds no
-        gradient (``zero_grad(set_to_none=True)``, the default): autograd then keeps the buffer
-        as ``piggymask.grad``. With a gradient present (``set_to_none=False``, or a second
-        backward before ``step``) autograd adds into it, so the product goes to a fresh tensor
-        (the buffer may *be* that gradient). Like torch's own ``set_to_none=False``, a reference
-        to ``piggymask.grad`` kept past the next backward sees it change."""
+        gradient (``zero_grad(set_to_none=True)``, the default) and the alias handed out last
+        time is gone: autograd then keeps the buffer as ``piggymask.grad``. A fresh tensor
+        otherwise: with a gradient present (``set_to_none=False``, or a second backward before
+        ``step``) autograd adds into it, and the buffer may *be* it; an alias still alive is a
+        first product waiting in autograd's buffer (two forwards, one backward) or one that
+        ``torch.autograd.grad`` returned. Like torch's own ``set_to_none=False``, a reference to
+        ``piggymask.grad`` kept past the next ``zero_grad`` and backward sees it change."""
         assert self.frozen is not None and self.piggymask is not None
-        if self.piggymask.grad is not None:
+        in_use = self._pick_grad_user is not None and self._pick_grad_user() is not None
+        if self.piggymask.grad is not None or in_use:
             return grad * self.frozen
         if self._pick_grad is None:
             self._pick_grad = torch.empty_like(self.frozen)
-        return torch.mul(grad, self.frozen, out=self._pick_grad).detach()
+        alias = torch.mul(grad, self.frozen, out=self._pick_grad).detach()
+        self._pick_grad_user = weakref.ref(alias)
+        return alias
 
     @classmethod
     def build(cls, layer: _MaskedLayer, task: int) -> _TrainingPlan:

@@ -88,7 +88,8 @@ def test_ewc_keeps_fisher_weighted_distance_small(digits_tasks, finetuned):
     # which no later optimizer clears, used to be counted as importance).
     old_head = {k: v.data for k, v in plugin.importances[1].items() if k.startswith("net.heads.1.")}
     assert old_head and all(bool((f == 0).all()) for f in old_head.values())
-    assert all(float(v.data.abs().sum()) > 0 for k, v in plugin.importances[1].items() if "heads.2." in k)
+    new_head = [v.data for k, v in plugin.importances[1].items() if k.startswith("net.heads.2.")]
+    assert new_head and all(float(f.abs().sum()) > 0 for f in new_head)
 
 
 @pytest.mark.slow
@@ -153,12 +154,16 @@ def test_sgd_stability_limit_is_where_torch_sgd_starts_to_diverge(momentum, nest
     assert not final(1.05) < 1e3  # grown, or overflowed to inf/NaN
 
 
-def _ewc_with_importances(importances, **config):
+def _ewc_with_importances(importances, heads=0, **config):
+    """An EWC strategy with the given importances (task -> name -> tensor) and ``heads`` heads."""
     from types import SimpleNamespace
 
     benchmark = Digits(DigitsConfig())
     context = StrategyContext(device=torch.device("cpu"), backbone_factory=benchmark.backbone, num_tasks=3)
     strategy = EWC(EWCConfig(**{"lr": 0.01, "momentum": 0.9, **config}), context)
+    for task in range(1, heads + 1):
+        strategy.model.begin_task(task, 2)
+        strategy.model.finish_task()
     plugin = strategy.regularizer
     for task, tensors in importances.items():
         plugin.importances[task] = {name: SimpleNamespace(data=t) for name, t in tensors.items()}
@@ -171,14 +176,25 @@ def test_ewc_stiffness_sums_importances_over_earlier_tasks_in_separate_mode():
     # jumped 0.52 -> 1.3e5, the weights grew to 8.6e12 and task 19's loss overflowed).
     f1, f2 = torch.tensor([0.5, 1.0, 0.0]), torch.tensor([0.0, 0.93, 0.1])
     strategy = _ewc_with_importances({0: {"a": f1}, 1: {"a": f2, "b": torch.tensor([0.2])}}, ewc_lambda=100.0)
-    stiffness, where, count = strategy.penalty_stiffness()
-    assert where == "a" and count == 1
-    assert stiffness == pytest.approx(0.01 * 2 * 100 * 1.93 / 3.8)
+    stiffness = strategy.penalty_stiffness()
+    assert (stiffness.parameter, stiffness.count, stiffness.importance) == ("a", 1, pytest.approx(1.93))
+    assert stiffness.value == pytest.approx(0.01 * 2 * 100 * 1.93 / 3.8)
     online = _ewc_with_importances({0: {"a": f1}, 1: {"a": f2}}, ewc_lambda=100.0, mode="online")
-    assert online.penalty_stiffness()[0] == pytest.approx(0.01 * 2 * 100 * 0.93 / 3.8)  # the latest only
+    assert online.penalty_stiffness().value == pytest.approx(0.01 * 2 * 100 * 0.93 / 3.8)  # the latest only
     nesterov = _ewc_with_importances({0: {"a": f1}}, ewc_lambda=100.0, nesterov=True, weight_decay=0.5)
-    assert nesterov.penalty_stiffness()[0] == pytest.approx(0.01 * (2 * 100 * 1.0 + 0.5) / (3.8 / 2.8))
-    assert _ewc_with_importances({}).penalty_stiffness() == (0.0, "", 0)
+    assert nesterov.penalty_stiffness().value == pytest.approx(0.01 * (2 * 100 * 1.0 + 0.5) / (3.8 / 2.8))
+    # The largest stable lambda makes the stiffest weight sit exactly at the limit.
+    best = nesterov.stable_lambda(1.0)
+    assert 0.01 * (2 * best * 1.0 + 0.5) == pytest.approx(3.8 / 2.8)
+    assert tuple(_ewc_with_importances({}).penalty_stiffness()) == (0.0, "", 0, 0.0)
+
+
+def test_ewc_stiffness_leaves_out_earlier_tasks_heads():
+    # Old heads train no more (and Avalanche names them "net.heads.<task>.*").
+    stiff_head = {"net.heads.1.weight": torch.tensor([50.0]), "net.backbone.0.weight": torch.tensor([0.1])}
+    strategy = _ewc_with_importances({0: stiff_head}, heads=1, ewc_lambda=100.0)
+    stiffness = strategy.penalty_stiffness()
+    assert stiffness.parameter == "net.backbone.0.weight" and stiffness.count == 0
 
 
 def test_ewc_records_its_stiffness_and_warns_before_sgd_diverges(caplog):
@@ -191,7 +207,30 @@ def test_ewc_records_its_stiffness_and_warns_before_sgd_diverges(caplog):
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "1 weight(s)" in warning and "--ewc.ewc-lambda (below 95)" in warning
     caplog.clear()
+    with caplog.at_level("WARNING"):
+        stiff.task_records(SimpleNamespace(index=3))  # the last task: no later task to warn about
     calm = _ewc_with_importances({0: {"a": torch.tensor([2.0])}}, ewc_lambda=10.0)
     with caplog.at_level("WARNING"):
         assert calm.task_records(SimpleNamespace(index=1))["ewc_stiffness"] < 1
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_gradient_clipping_counts_only_what_the_optimizer_updates():
+    # An old head is in no later optimizer: its gradient (stale, or LwF's distillation adding to
+    # it every step) used to count in the clipped norm and shrink every update of the task.
+    benchmark = Digits(DigitsConfig())
+    context = StrategyContext(device=torch.device("cpu"), backbone_factory=benchmark.backbone, num_tasks=2)
+    strategy = Finetune(FinetuneConfig(clip_grad_norm=1.0, **TRAIN), context)
+    net = strategy.model
+    net.begin_task(1, 2)
+    net.finish_task()
+    net.begin_task(2, 2)
+    trained = strategy.updated_parameters()
+    assert all(p is not q for p in net.heads["1"].parameters() for q in trained)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 1e6 if any(p is q for q in net.heads["1"].parameters()) else 0.1)
+    norm = float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in trained])))
+    strategy.clip_gradients()
+    clipped = float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in trained])))
+    assert norm > 1 and clipped == pytest.approx(1.0, rel=1e-4)
+    assert bool((net.heads["1"].weight.grad == 1e6).all())  # not ours to touch

@@ -508,6 +508,23 @@ def test_pick_path_survives_two_forwards_before_one_backward() -> None:
     second.backward()  # its graph is intact too
 
 
+def test_pick_path_sums_the_gradients_of_two_forwards_in_one_backward() -> None:
+    # Both pick gradients wait in autograd's buffer for piggymask's accumulation: the second must
+    # not be written over the first (a loss over two views of a batch, or a distillation term).
+    net, layer = _two_task_linear()
+    x1, x2, target = torch.randn(5, 6), torch.randn(5, 6), torch.tensor([0, 1, 0, 1, 1])
+    w1, pm1 = _reference_pick_grads(net, layer, x1, target)
+    w2, pm2 = _reference_pick_grads(net, layer, x2, target)
+    net.zero_grad()
+    (F.cross_entropy(net(x1), target) + F.cross_entropy(net(x2), target)).backward()
+    net.gate_gradients(0.0)
+    assert torch.allclose(layer.piggymask.grad, pm1 + pm2) and torch.allclose(layer.weight.grad, w1 + w2)
+    # torch.autograd.grad hands the buffer's alias to the caller, who keeps it across the next call.
+    first = torch.autograd.grad(F.cross_entropy(net(x1), target), layer.piggymask)[0]
+    torch.autograd.grad(F.cross_entropy(net(x2), target), layer.piggymask)
+    assert torch.equal(first, pm1)
+
+
 @pytest.mark.parametrize("pick", ["all", "none"])
 def test_fixed_pick_modes(pick: str) -> None:
     net, layer = _two_task_linear(pick)

@@ -9,8 +9,15 @@ from clbench import record_bytes
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["--strategy", "cpg"], ["run", "--strategy", "cpg"], ["run", "--out"], ["table", "--out", "x"],
-     ["run", "--out", "a", "--out", "b"], ["run", "--out="]],  # fmt: skip
+    [
+        [],
+        ["--strategy", "cpg"],
+        ["run", "--strategy", "cpg"],
+        ["run", "--out"],
+        ["table", "--out", "x"],
+        ["run", "--out", "a", "--out", "b"],
+        ["run", "--out="],
+    ],  # fmt: skip
 )
 def test_arguments_without_a_run_and_one_out_folder_exit_2_with_one_line(args, capsys) -> None:
     assert record_bytes.main(args) == 2
