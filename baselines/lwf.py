@@ -13,6 +13,12 @@ per-head outputs (one backbone pass, every head) for teacher and student. The te
 and, like Avalanche's, stays in training mode (BatchNorm on batch statistics; an eval-mode
 teacher wrecked task 1 on digits, see ``_avalanche._AllHeadsLwF``). The loss is Avalanche's: ``CE + alpha · KL(p_old^T ‖
 p^T)`` summed over previous heads, ``batchmean``, without a T² factor.
+
+Deviation, found 2026-11-30 and not yet mended: the earlier tasks' heads are in no optimizer here
+(``MultiHeadNet.trainable_parameters`` holds the backbone and the training task's head), so the
+distillation does not update them. Li & Hoiem optimise θs, θo and θn jointly (Sec. 3, Fig. 2e),
+and Avalanche's optimizer holds every parameter of the model. Training them changes LwF's
+numbers (the digits reference and the CIFAR CPU table's LwF row would need re-deriving).
 """
 
 from __future__ import annotations
