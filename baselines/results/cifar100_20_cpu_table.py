@@ -81,8 +81,9 @@ def times(work: Path) -> dict[tuple[str, str], tuple[float, int]]:
     return total
 
 
-def span(work: Path) -> str:
-    """The whole table's wall time from times.csv: first start to last end, and the attempts' sum."""
+def span(work: Path, swept: set[str]) -> str:
+    """The lane script's wall time from times.csv (first start to last end, and the attempts'
+    sum); ``swept``: strategies whose row comes from a sweep instead (timed in its own table)."""
     path = work / "times.csv"
     rows = list(csv.reader(path.open())) if path.is_file() else []
     if not rows:
@@ -90,11 +91,19 @@ def span(work: Path) -> str:
     first, last = min(int(r[2]) for r in rows), max(int(r[3]) for r in rows)
     total = sum(float(r[4]) for r in rows)
     done = {r[0] for r in rows if len(r) < 6 or r[5] == "0"}
-    what = "Whole table" if set(ORDER) <= done else f"Runs so far ({len(done)} of {len(ORDER)} strategies done)"
+    scripted = [s for s in ORDER if s not in swept]
+    what = (
+        f"The lane script's {len(scripted)} strategies"
+        if set(scripted) <= done
+        else f"Runs so far ({len(done & set(scripted))} of {len(scripted)} scripted strategies done)"
+    )
+    failed = sorted({r[0] for r in rows} - done)
+    also = f"; attempts that failed count too ({', '.join(failed)})" if failed else ""
+    swept_note = f" {', '.join(sorted(swept))}: the sweep below." if swept else ""
     return (
         f"{what} (times.csv, both lanes): first start to last end {last - first} s = "
-        f"{(last - first) / 3600:.2f} h (budget 2.5 h; gaps between reruns of the script count too); the runs' "
-        f"script times add up to {total:.0f} s = {total / 7200:.2f} h per lane."
+        f"{(last - first) / 3600:.2f} h (budget 2.5 h; gaps between reruns of the script count too{also}); the runs' "
+        f"script times add up to {total:.0f} s = {total / 7200:.2f} h per lane.{swept_note}"
     )
 
 
@@ -114,7 +123,7 @@ def published_table() -> list[str]:
     return out
 
 
-def block(work: Path, runs: list[Path], settings: list[str]) -> str:
+def block(work: Path, runs: list[Path], settings: list[str], swept: set[str]) -> str:
     envs = [json.loads((r / "environment.json").read_text()) for r in runs]
     commits = sorted({e.get("git_commit", "?") for e in envs})
     threads = sorted({str(e.get("torch_threads", "?")) for e in envs})
@@ -145,7 +154,7 @@ def block(work: Path, runs: list[Path], settings: list[str]) -> str:
         "|---|---|---:|---:|---:|---:|",
         *rows,
         "",
-        span(work),
+        span(work, swept),
         "",
         *(
             [
@@ -167,12 +176,13 @@ def block(work: Path, runs: list[Path], settings: list[str]) -> str:
 
 
 def main(work: Path, sweeps: list[Path]) -> None:
-    runs, settings = finished(work), []
+    runs, settings, swept = finished(work), [], set()
     for sweep in sweeps:
         picked, lines = chosen(sweep)
         replaced = {strategy_of(p) for p in picked}
         runs = [r for r in runs if r.name.rsplit("-s", 1)[0] not in replaced] + picked
         settings += lines
+        swept |= replaced
     rank = {s: i for i, s in enumerate(ORDER)}
     runs.sort(key=lambda p: (rank.get(strategy_of(p), len(ORDER)), p.name))
     if not runs:
@@ -182,7 +192,7 @@ def main(work: Path, sweeps: list[Path]) -> None:
     text = MD.read_text() if MD.is_file() else f"{BEGIN}\n{END}\n"
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
-    atomic_write_text(MD, before + block(work, runs, settings) + after)
+    atomic_write_text(MD, before + block(work, runs, settings, swept) + after)
     print(f"wrote {MD} and {CSV} ({len(runs)} runs)", file=sys.stderr)
 
 
