@@ -4,7 +4,6 @@ Ctrl-C keeps finished cells. Digits as two tasks, recipe tiny, few cells."""
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
 import signal
@@ -149,19 +148,25 @@ def test_goals_are_trained_once_before_cells_that_share_them(local_ray, workdir)
     assert "accuracy goals for" in (home / "sw" / "logs" / "goals.log").read_text()
 
 
-def test_ctrl_c_keeps_finished_cells_and_the_next_invocation_finishes_the_rest(local_ray, workdir):
+def test_ctrl_c_keeps_finished_cells_and_the_next_invocation_finishes_the_rest(local_ray, workdir, monkeypatch):
     out = workdir / "interrupted"
     args = ["sweep", "--strategies", "finetune", "--seeds", "0,1,2", "--recipe", "tiny", "--quiet"]
     args += [*TWO_TASKS, "--out", str(out)]
 
-    def ctrl_c_after_the_first_cell() -> None:
-        deadline = time.monotonic() + 300
-        while not list(out.glob("*/summary.json")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _thread.interrupt_main()
+    # Ctrl-C lands in the sweep's wait for the next cell once the first has finished. Raised here
+    # rather than sent with _thread.interrupt_main(): a simulated SIGINT arriving inside Ray's wait
+    # was lost twice in fresh-clone runs (all cells finished, exit 0), and what this test checks is
+    # the sweep's handling of the interrupt, not Python's signal delivery.
+    real_wait = ray.wait
 
-    threading.Thread(target=ctrl_c_after_the_first_cell, daemon=True).start()
+    def wait_until_the_first_cell_is_done(*wait_args, **wait_kwargs):
+        if list(out.glob("*/summary.json")):
+            raise KeyboardInterrupt
+        return real_wait(*wait_args, **wait_kwargs)
+
+    monkeypatch.setattr(ray, "wait", wait_until_the_first_cell_is_done)
     assert main(args) == 130
+    monkeypatch.setattr(ray, "wait", real_wait)
     finished = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
     assert 1 <= len(finished) < 3
     assert main(args) == 0
