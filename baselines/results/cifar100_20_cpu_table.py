@@ -13,6 +13,7 @@ kept as it is.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import subprocess
@@ -41,8 +42,9 @@ def finished(work: Path) -> list[Path]:
     return sorted(runs, key=lambda p: (rank.get(p.name.rsplit("-s", 1)[0], len(ORDER)), p.name))
 
 
+@functools.cache
 def strategy_of(run: Path) -> str:
-    return tables.load_run(run).strategy
+    return tables.load_run(run).strategy  # read once per run: it parses metrics.csv
 
 
 def chosen(sweep: Path) -> tuple[list[Path], list[str]]:
@@ -58,8 +60,8 @@ def chosen(sweep: Path) -> tuple[list[Path], list[str]]:
         name = run.path.name
         if not run.summary:
             log = sweep / "logs" / f"{name}.log"
-            lines = log.read_text().strip().splitlines() if log.is_file() else ["no log"]
-            last = lines[-1] if lines else "empty log"
+            logged = log.read_text().strip().splitlines() if log.is_file() else ["no log"]
+            last = logged[-1] if logged else "empty log"
             lines.append(f"| {name} | not finished | | {last} |")
             continue
         picked = " **(chosen)**" if any(r.path == run.path for r in choices[0].runs) else ""
